@@ -208,7 +208,9 @@ class _Reader:
         """Read a string that must be at most ``limit`` bytes (keys, tensor names)."""
         length = self.string_length(what)
         if length > limit:
-            raise self.error(f"{what} is {length:,} bytes long (at most {limit:,} allowed); the header is corrupt")
+            raise self.error(
+                f"{what} is {length:,} bytes long (at most {limit:,} allowed); the header is corrupt"
+            )
         start = self.advance(length, what)
         return self.buf[start : start + length].decode("utf-8", errors="replace")
 
@@ -220,11 +222,19 @@ class _Reader:
                 raise self.truncated(what, pos)
             (length,) = unpack(buf, pos)
             if length > _MAX_STRING_LENGTH:
-                raise self.error(f"a string in {what} claims to be {length:,} bytes long; the header is corrupt")
+                raise self.error(
+                    f"a string in {what} claims to be {length:,} bytes long; the header is corrupt"
+                )
             pos += 8 + length
             if pos > end:
                 raise self.truncated(what, pos - length - 8)
         self.pos = pos
+
+
+def _q(text: str, limit: int = 64) -> str:
+    """Quote a name taken from the file for a one-line message: escaped, and shortened if long."""
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    return "'" + shown.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
 
 
 def _parse(buf: mmap.mmap, path: Path, label: str) -> GgufSummary:
@@ -330,8 +340,8 @@ def _read_metadata(
         if not key:
             raise reader.error(f"metadata key #{index} is empty; the header is corrupt")
         if key in value_types:
-            raise reader.error(f"metadata key '{key}' appears twice; the header is corrupt")
-        value_type = _value_type(reader, key, reader.u32(f"type of '{key}'"))
+            raise reader.error(f"metadata key {_q(key)} appears twice; the header is corrupt")
+        value_type = _value_type(reader, key, reader.u32(f"type of {_q(key)}"))
         value_types[key] = value_type
         if value_type == GGUFValueType.ARRAY:
             array_lengths[key] = _skip_array(reader, key)
@@ -346,37 +356,39 @@ def _value_type(reader: _Reader, key: str, raw: int) -> GGUFValueType:
     try:
         return GGUFValueType(raw)
     except ValueError:
-        raise reader.error(f"metadata key '{key}' has unknown value type {raw}; the header is corrupt") from None
+        raise reader.error(
+            f"metadata key {_q(key)} has unknown value type {raw}; the header is corrupt"
+        ) from None
 
 
 def _read_value(reader: _Reader, key: str, value_type: GGUFValueType) -> MetadataValue | None:
     """One scalar; None for strings too long to be worth keeping (they are still bounds-checked)."""
     if value_type == GGUFValueType.STRING:
-        length = reader.string_length(f"value of '{key}'")
-        start = reader.advance(length, f"value of '{key}'")
+        length = reader.string_length(f"value of {_q(key)}")
+        start = reader.advance(length, f"value of {_q(key)}")
         if length > _MAX_KEPT_STRING:
             return None
         return reader.buf[start : start + length].decode("utf-8", errors="replace")
-    value = reader.unpack(_SCALARS[value_type], f"value of '{key}'")
+    value = reader.unpack(_SCALARS[value_type], f"value of {_q(key)}")
     return bool(value) if value_type == GGUFValueType.BOOL else value
 
 
 def _skip_array(reader: _Reader, key: str) -> int:
     """Bounds-check an array without materialising it; returns its length."""
-    item_type = _value_type(reader, key, reader.u32(f"element type of '{key}'"))
-    count = reader.u64(f"length of '{key}'")
+    item_type = _value_type(reader, key, reader.u32(f"element type of {_q(key)}"))
+    count = reader.u64(f"length of {_q(key)}")
     if item_type == GGUFValueType.ARRAY:
-        raise reader.error(f"metadata key '{key}' is an array of arrays, which llama.cpp cannot read")
+        raise reader.error(f"metadata key {_q(key)} is an array of arrays, which llama.cpp cannot read")
     item_size = 8 if item_type == GGUFValueType.STRING else _SCALARS[item_type].size
     if count > _MAX_ARRAY_ELEMENTS or count * item_size > reader.size - reader.pos:
         raise reader.error(
-            f"metadata array '{key}' claims {count:,} elements, more than the file can hold; "
+            f"metadata array {_q(key)} claims {count:,} elements, more than the file can hold; "
             "the file is truncated or corrupt"
         )
     if item_type == GGUFValueType.STRING:
-        reader.skip_strings(count, f"metadata array '{key}'")
+        reader.skip_strings(count, f"metadata array {_q(key)}")
     else:
-        reader.advance(count * item_size, f"metadata array '{key}'")
+        reader.advance(count * item_size, f"metadata array {_q(key)}")
     return count
 
 
@@ -404,20 +416,22 @@ class _TensorInfo(NamedTuple):
 def _read_tensor_info(reader: _Reader, index: int) -> _TensorInfo:
     """One tensor-info record with ggml's checks: name length, rank, dims, type, block alignment."""
     name = reader.text(f"name of tensor #{index}", _MAX_TENSOR_NAME)
-    n_dims = reader.u32(f"rank of tensor '{name}'")
+    n_dims = reader.u32(f"rank of tensor {_q(name)}")
     if n_dims > _MAX_DIMS:
-        raise reader.error(f"tensor '{name}' has {n_dims} dimensions (at most {_MAX_DIMS}); the header is corrupt")
-    shape = tuple(reader.u64(f"shape of tensor '{name}'") for _ in range(n_dims))
-    qtype = _tensor_type(reader, name, reader.u32(f"type of tensor '{name}'"))
-    relative_offset = reader.u64(f"offset of tensor '{name}'")
+        raise reader.error(
+            f"tensor {_q(name)} has {n_dims} dimensions (at most {_MAX_DIMS}); the header is corrupt"
+        )
+    shape = tuple(reader.u64(f"shape of tensor {_q(name)}") for _ in range(n_dims))
+    qtype = _tensor_type(reader, name, reader.u32(f"type of tensor {_q(name)}"))
+    relative_offset = reader.u64(f"offset of tensor {_q(name)}")
     n_elements = math.prod(shape)
     if any(dim > _INT64_MAX for dim in shape) or n_elements > _INT64_MAX:
-        raise reader.error(f"tensor '{name}' has an impossible shape {shape}; the header is corrupt")
+        raise reader.error(f"tensor {_q(name)} has an impossible shape {shape}; the header is corrupt")
     block_size, type_size = GGML_QUANT_SIZES[qtype]
     row = shape[0] if shape else 1
     if row % block_size:
         raise reader.error(
-            f"tensor '{name}' has rows of {row} elements, not a multiple of the {qtype.name} block size "
+            f"tensor {_q(name)} has rows of {row} elements, not a multiple of the {qtype.name} block size "
             f"{block_size}; the header is corrupt"
         )
     n_bytes = n_elements // block_size * type_size
@@ -426,6 +440,7 @@ def _read_tensor_info(reader: _Reader, index: int) -> _TensorInfo:
 
 def _tensor_type(reader: _Reader, name: str, raw: int) -> GGMLQuantizationType:
     """Map the type id; an id gguf-py does not know may be a newer quantisation, not corruption."""
+    qtype: GGMLQuantizationType | None
     try:
         qtype = GGMLQuantizationType(raw)
     except ValueError:
@@ -433,10 +448,10 @@ def _tensor_type(reader: _Reader, name: str, raw: int) -> GGMLQuantizationType:
     if qtype is None or qtype not in GGML_QUANT_SIZES:
         if raw < 256:
             raise UnsupportedModelError(
-                f"{reader.label}: tensor '{name}' uses ggml type {raw}, which this version of Gemma Desk "
+                f"{reader.label}: tensor {_q(name)} uses ggml type {raw}, which this version of Gemma Desk "
                 "does not support (a newer quantisation format?)"
             )
-        raise reader.error(f"tensor '{name}' has invalid ggml type {raw}; the header is corrupt")
+        raise reader.error(f"tensor {_q(name)} has invalid ggml type {raw}; the header is corrupt")
     return qtype
 
 
@@ -444,7 +459,7 @@ def _check_unique_names(reader: _Reader, infos: list[_TensorInfo]) -> None:
     seen: set[str] = set()
     for info in infos:
         if info.name in seen:
-            raise reader.error(f"tensor '{info.name}' appears twice; the header is corrupt")
+            raise reader.error(f"tensor {_q(info.name)} appears twice; the header is corrupt")
         seen.add(info.name)
 
 
@@ -461,12 +476,12 @@ def _place_tensors(
     for info in infos:
         if info.relative_offset % alignment:
             raise reader.error(
-                f"tensor '{info.name}' starts at data offset {info.relative_offset:,}, which is not aligned "
+                f"tensor {_q(info.name)} starts at data offset {info.relative_offset:,}, which is not aligned "
                 f"to {alignment} bytes; the header is corrupt"
             )
         if info.relative_offset != expected:
             raise reader.error(
-                f"tensor '{info.name}' starts at data offset {info.relative_offset:,}, expected {expected:,} "
+                f"tensor {_q(info.name)} starts at data offset {info.relative_offset:,}, expected {expected:,} "
                 "(tensors overlap or are out of order); the header is corrupt"
             )
         expected += _pad(info.n_bytes, alignment)
@@ -504,14 +519,13 @@ def _check_contents(summary: GgufSummary, label: str, expect: Expect) -> None:
         )
     if expect == "mmproj" and not summary.is_projector:
         raise UnsupportedModelError(
-            f"{label}: this is a '{summary.architecture}' language model, not a vision/audio projector (mmproj)"
+            f"{label}: this is a {_q(summary.architecture)} language model, not a vision/audio projector (mmproj)"
         )
 
 
 def _check_architecture(summary: GgufSummary, label: str) -> None:
-    if "general.architecture" in summary.array_lengths or (
-        "general.architecture" in summary.kv and not summary.architecture
-    ):
+    key = "general.architecture"
+    if key in summary.array_lengths or not isinstance(summary.kv.get(key, ""), str):
         raise ModelFileError(f"{label}: general.architecture is not a string; the header is corrupt")
     if not summary.architecture:
         raise ModelFileError(
@@ -519,5 +533,5 @@ def _check_architecture(summary: GgufSummary, label: str) -> None:
         )
     if summary.architecture not in KNOWN_ARCHITECTURES:
         raise UnsupportedModelError(
-            f"{label}: model architecture '{summary.architecture}' is not supported by the bundled llama.cpp"
+            f"{label}: model architecture {_q(summary.architecture)} is not supported by the bundled llama.cpp"
         )

@@ -1,0 +1,1 @@
+"""Gemma Desk application layer: command line now, Qt window later (Qt is imported lazily)."""

@@ -1,0 +1,237 @@
+"""The engine: the single owner of the llama.cpp model, serving requests on one worker thread.
+
+Callers (CLI, GUI) never touch native objects.  They post frozen requests and
+receive frozen events through an injected sink, which is called on the worker
+thread; the GUI adapter forwards them to the Qt event loop, the CLI uses
+:class:`EventQueue`.  Errors come back as :class:`EngineError` values.
+Cancellation is a flag checked between tokens and, during prefill, by
+llama.cpp's abort callback, so it takes effect within one token's time.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_io.errors import EngineFailure, GemmaDeskError, InputError, ModelError
+from model_io.events import (
+    ChatRequest,
+    Done,
+    EngineError,
+    EngineEvent,
+    ErrorKind,
+    LoadProgress,
+    LoadRequest,
+    ModelInfoSummary,
+    ModelLoaded,
+)
+from model_io.generation import ChatSession
+from model_io.gguf_check import validate_gguf
+from model_io.native import NativeModel, supports_gpu_offload
+from model_io.settings import Backend, LoadSettings
+
+log = logging.getLogger("gemma_desk.engine")
+EventSink = Callable[[EngineEvent], None]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class _Reset:
+    pass
+
+
+@dataclass(frozen=True)
+class _Shutdown:
+    pass
+
+
+_Command = LoadRequest | ChatRequest | _Reset | _Shutdown
+
+
+class Engine:
+    """Loads one model and runs chat requests in order, streaming events to ``sink``."""
+
+    def __init__(self, sink: EventSink, *, clock: Clock = time.perf_counter):
+        self._sink = sink
+        self._clock = clock
+        self._commands: queue.Queue[_Command] = queue.Queue()
+        self._cancelled: set[int] = set()
+        self._lock = threading.Lock()
+        self._model: NativeModel | None = None
+        self._session: ChatSession | None = None
+        self._thread = threading.Thread(target=self._run, name="gemma-desk-engine", daemon=True)
+        self._thread.start()
+
+    # -- API for any thread -------------------------------------------------------------
+
+    def load(self, request: LoadRequest) -> int:
+        self._commands.put(request)
+        return request.request_id
+
+    def submit(self, request: ChatRequest) -> int:
+        self._commands.put(request)
+        return request.request_id
+
+    def cancel(self, request_id: int) -> None:
+        """Stop a queued or running request; its stream ends with ``Done(..., "cancelled")``."""
+        with self._lock:
+            self._cancelled.add(request_id)
+
+    def new_conversation(self) -> None:
+        """Forget the KV cache before the next request (queued, so it never races a generation)."""
+        self._commands.put(_Reset())
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker and free the model; requests still queued are cancelled."""
+        with self._lock:
+            self._cancelled.update(self._pending_ids())
+        self._commands.put(_Shutdown())
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- worker ---------------------------------------------------------------------------
+
+    def _pending_ids(self) -> set[int]:
+        with self._commands.mutex:
+            return {c.request_id for c in self._commands.queue if isinstance(c, LoadRequest | ChatRequest)}
+
+    def _is_cancelled(self, request_id: int) -> bool:
+        with self._lock:
+            return request_id in self._cancelled
+
+    def _run(self) -> None:
+        try:
+            while True:
+                command = self._commands.get()
+                if isinstance(command, _Shutdown):
+                    return
+                if isinstance(command, _Reset):
+                    if self._session is not None:
+                        self._session.reset()
+                    continue
+                self._handle(command)
+        finally:
+            self._unload()
+
+    def _handle(self, request: LoadRequest | ChatRequest) -> None:
+        rid = request.request_id
+        try:
+            if self._is_cancelled(rid):
+                self._sink(Done(rid, "cancelled", ""))
+            elif isinstance(request, LoadRequest):
+                self._load(request)
+            else:
+                self._chat(request)
+        except GemmaDeskError as exc:
+            self._sink(EngineError(rid, _error_kind(exc), str(exc)))
+        except Exception as exc:  # a bug: report it as a value, keep the engine alive
+            log.exception("engine request %s failed", rid)
+            self._sink(EngineError(rid, "internal", f"internal error: {type(exc).__name__}: {exc}"))
+        finally:
+            with self._lock:
+                self._cancelled.discard(rid)
+
+    def _load(self, request: LoadRequest) -> None:
+        started = self._clock()
+        summary = validate_gguf(request.model_path, expect="text")
+        settings = _effective_settings(request.settings)
+        self._unload()
+        rid = request.request_id
+        last_report = [0.0]
+
+        def progress(fraction: float) -> bool:
+            if fraction - last_report[0] >= 0.05 or fraction >= 1.0:
+                last_report[0] = fraction
+                self._sink(LoadProgress(rid, fraction))
+            return not self._is_cancelled(rid)
+
+        model = NativeModel(Path(request.model_path), settings, progress)
+        if self._is_cancelled(rid):
+            model.close()
+            self._sink(Done(rid, "cancelled", ""))
+            return
+        self._model = model
+        self._session = ChatSession(model, summary.architecture, self._clock)
+        info = ModelInfoSummary(
+            path=Path(request.model_path),
+            architecture=summary.architecture,
+            n_ctx=model.n_ctx,
+            n_ctx_train=int(model.metadata(f"{summary.architecture}.context_length") or 0),
+            n_threads=settings.threads,
+            n_gpu_layers=settings.n_gpu_layers,
+            gpu_offload_supported=supports_gpu_offload(),
+        )
+        self._sink(ModelLoaded(rid, info, (self._clock() - started) * 1000.0))
+
+    def _chat(self, request: ChatRequest) -> None:
+        if self._session is None:
+            raise ModelError("no model is loaded; load a Gemma GGUF first")
+        if request.max_tokens < 1:
+            raise InputError(f"max tokens must be at least 1, got {request.max_tokens}")
+        rid = request.request_id
+        for event in self._session.generate(request, lambda: self._is_cancelled(rid)):
+            self._sink(event)
+
+    def _unload(self) -> None:
+        self._session = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+
+def _effective_settings(settings: LoadSettings) -> LoadSettings:
+    """Resolve the backend against what this llama.cpp build can do."""
+    gpu = supports_gpu_offload()
+    if settings.backend in (Backend.METAL, Backend.VULKAN) and not gpu:
+        raise ModelError(
+            f"this build of llama.cpp has no GPU support, so the {settings.backend.value} backend "
+            "cannot be used; choose the CPU backend or install a GPU build"
+        )
+    if settings.backend is Backend.CPU or not gpu:
+        return LoadSettings(
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
+            n_gpu_layers=0,
+            backend=Backend.CPU,
+            n_batch=settings.n_batch,
+            use_mmap=settings.use_mmap,
+        )
+    return settings
+
+
+def _error_kind(exc: GemmaDeskError) -> ErrorKind:
+    if isinstance(exc, InputError):
+        return "input"
+    if isinstance(exc, ModelError):
+        return "model"
+    if isinstance(exc, EngineFailure):
+        return "engine"
+    return "internal"
+
+
+class EventQueue:
+    """A thread-safe sink that callers without an event loop (CLI, tests) can iterate."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[EngineEvent] = queue.Queue()
+
+    def __call__(self, event: EngineEvent) -> None:
+        self._queue.put(event)
+
+    def events_for(self, request_id: int, timeout: float | None = None) -> Iterator[EngineEvent]:
+        """Yield the request's events until its final one; others' events are dropped as stale."""
+        while True:
+            event = self._queue.get(timeout=timeout)
+            if event.request_id != request_id:
+                continue
+            yield event
+            if isinstance(event, Done | EngineError | ModelLoaded):
+                return

@@ -1,0 +1,117 @@
+"""Requests to the engine and the events it streams back.
+
+All are small frozen dataclasses carrying the request id, so they can cross
+threads (or, later, a process boundary) as plain values, and a consumer can drop
+events of a request it no longer cares about.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from model_io.prompt import ChatMessage
+from model_io.settings import LoadSettings, SamplingSettings
+
+_ids = itertools.count(1)
+
+
+def new_request_id() -> int:
+    """Process-unique, increasing request ids."""
+    return next(_ids)
+
+
+FinishReason = Literal["stop", "length", "cancelled"]
+ErrorKind = Literal["input", "model", "engine", "internal"]
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Load (or replace) the engine's model."""
+
+    model_path: Path
+    settings: LoadSettings = field(default_factory=LoadSettings)
+    request_id: int = field(default_factory=new_request_id)
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """Generate the assistant's next turn for ``messages`` (which end with a user turn)."""
+
+    messages: tuple[ChatMessage, ...]
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    max_tokens: int = 1024
+    request_id: int = field(default_factory=new_request_id)
+
+
+@dataclass(frozen=True)
+class ModelInfoSummary:
+    """What the GUI and CLI show about the loaded model."""
+
+    path: Path
+    architecture: str
+    n_ctx: int
+    n_ctx_train: int
+    n_threads: int
+    n_gpu_layers: int
+    gpu_offload_supported: bool
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    request_id: int
+    fraction: float
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    request_id: int
+    info: ModelInfoSummary
+    load_ms: float
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    request_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ResponseStats:
+    """Per-response measurements; ``prompt_tokens_prefilled`` < ``prompt_tokens`` means KV reuse."""
+
+    prompt_tokens: int
+    prompt_tokens_prefilled: int
+    prefill_ms: float
+    time_to_first_token_ms: float
+    generated_tokens: int
+    decode_ms: float
+    decode_tokens_per_s: float
+    peak_rss_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Stats:
+    request_id: int
+    stats: ResponseStats
+
+
+@dataclass(frozen=True)
+class Done:
+    request_id: int
+    finish_reason: FinishReason
+    text: str
+
+
+@dataclass(frozen=True)
+class EngineError:
+    """An error as a value: which request, what kind, and a one-line message for the user."""
+
+    request_id: int
+    kind: ErrorKind
+    message: str
+
+
+EngineEvent = LoadProgress | ModelLoaded | TextDelta | Stats | Done | EngineError

@@ -1,0 +1,193 @@
+"""llama.cpp runs the synthetic Gemma 3n GGUF exactly as transformers runs the same weights.
+
+The synthetic writer (``model_io.synth``) invents random weights but must lay
+them out as real Gemma 3n GGUFs do.  ``tools/make_text_reference.py`` loaded the
+writer's ``tiny`` preset into transformers' ``Gemma3nForCausalLM`` (float32,
+eager attention, CPU) and stored its logits and greedy tokens for a chat prompt
+longer than the sliding window in ``tests/data/reference/``.  Here llama.cpp
+must reproduce them: identical greedy tokens, logits within the tolerance
+recorded (and justified) in the reference's JSON sidecar.
+
+No torch is needed: only llama-cpp-python, numpy and the writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REFERENCE_DIR = Path(__file__).parent / "data" / "reference"
+REFERENCE_STEM = "gemma3n_tiny_text"
+REGENERATE = "/work/refvenv/bin/python tools/make_text_reference.py --preset tiny  (see tools/requirements-reference.txt)"
+
+
+def run_llama_cpp(
+    gguf_path: Path,
+    prompt_ids: list[int],
+    n_steps: int,
+    *,
+    forced: list[int] | None = None,
+    kv_f32: bool = False,
+    flash_attn: bool = False,
+    n_threads: int = 2,
+) -> tuple[np.ndarray, list[int]]:
+    """Evaluate ``prompt_ids`` then decode ``n_steps`` tokens greedily (argmax of the logits).
+
+    Returns the logits of every evaluated position, shape ``[len(prompt_ids) + n_steps - 1,
+    n_vocab]`` (row r = logits after tokens[0..r]), and the greedy tokens.  With
+    ``forced`` the given tokens are fed instead of the argmax (the greedy list still
+    reports the argmax), so logits can be compared position by position.
+    """
+    import llama_cpp
+
+    n_ctx = len(prompt_ids) + n_steps + 16
+    extra = {}
+    if kv_f32:
+        extra = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
+    llm = llama_cpp.Llama(
+        model_path=str(gguf_path),
+        n_ctx=n_ctx,
+        logits_all=True,
+        n_threads=n_threads,
+        n_threads_batch=n_threads,
+        flash_attn=flash_attn,
+        verbose=False,
+        **extra,
+    )
+    try:
+        llm.eval(list(prompt_ids))
+        greedy: list[int] = []
+        for step in range(n_steps):
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            greedy.append(token)
+            if step < n_steps - 1:
+                llm.eval([forced[step] if forced is not None else token])
+        logits = np.array(llm.scores[: llm.n_tokens], dtype=np.float32, copy=True)
+    finally:
+        llm.close()
+    return logits, greedy
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@cache
+def _reference() -> tuple[dict, dict[str, np.ndarray]]:
+    sidecar = json.loads((REFERENCE_DIR / f"{REFERENCE_STEM}.json").read_text())
+    with np.load(REFERENCE_DIR / f"{REFERENCE_STEM}.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    return sidecar, arrays
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[dict, dict[str, np.ndarray]]:
+    return _reference()
+
+
+@pytest.fixture(scope="module")
+def gguf_path(reference) -> Path:
+    from model_io.synth import cached_text_model
+
+    sidecar, _ = reference
+    path = Path(cached_text_model(sidecar["gguf"]["preset"]))
+    digest = _sha256(path)
+    if digest != sidecar["gguf"]["sha256"]:
+        pytest.fail(
+            f"the synthetic '{sidecar['gguf']['preset']}' GGUF changed (sha256 {digest}, reference made from "
+            f"{sidecar['gguf']['sha256']}). If the writer change is intended, re-run the reference tool and "
+            f"commit tests/data/reference/: {REGENERATE}"
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def llama_run(reference, gguf_path) -> dict:
+    """One llama.cpp run shared by the tests: free greedy decoding from the reference prompt."""
+    _, arrays = reference
+    prompt = arrays["prompt_ids"].tolist()
+    n_steps = len(arrays["greedy_ids"])
+    logits, greedy = run_llama_cpp(gguf_path, prompt, n_steps)
+    return {"logits": logits, "greedy": greedy, "n_prompt": len(prompt)}
+
+
+def test_reference_files_are_consistent(reference):
+    sidecar, arrays = reference
+    run = sidecar["run"]
+    n_prompt, n_gen = len(arrays["prompt_ids"]), len(arrays["greedy_ids"])
+    assert n_prompt == run["n_prompt"] and n_gen == run["n_generate"]
+    # the prompt must be longer than the sliding window, or SWA would go untested
+    assert n_prompt > sidecar["hf_config"]["sliding_window"]
+    rows = n_prompt + n_gen - 1
+    assert arrays["probe_logits"].shape == (rows, len(arrays["probe_ids"]))
+    assert arrays["topk_logits"].shape == arrays["topk_ids"].shape == (rows, run["top_k"])
+    assert np.array_equal(arrays["topk_ids"][n_prompt - 1 :, 0], arrays["greedy_ids"])
+    # greedy comparisons are meaningful only where the reference's top-1 is clear of numeric noise
+    margins = arrays["topk_logits"][n_prompt - 1 :, 0] - arrays["topk_logits"][n_prompt - 1 :, 1]
+    assert margins.min() > sidecar["tolerance"]["min_top1_margin"], margins
+
+
+def test_llama_cpp_tokenizes_prompt_like_reference(reference, gguf_path):
+    import llama_cpp
+
+    sidecar, arrays = reference
+    llm = llama_cpp.Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
+    try:
+        ids = llm.tokenize(sidecar["run"]["prompt_text"].encode("utf-8"), add_bos=False, special=True)
+    finally:
+        llm.close()
+    assert ids == arrays["prompt_ids"].tolist()
+    # Gemma 3n chat template: <bos><start_of_turn>user\n ... <end_of_turn>\n<start_of_turn>model\n
+    assert ids[:2] == [2, 105] and 106 in ids and ids[-3] == 105
+
+
+def test_greedy_tokens_identical(reference, llama_run):
+    _, arrays = reference
+    assert llama_run["greedy"] == arrays["greedy_ids"].tolist()
+
+
+def test_last_prompt_position_logits(reference, llama_run):
+    sidecar, arrays = reference
+    tol = sidecar["tolerance"]
+    ref = arrays["last_prompt_logits"]
+    got = llama_run["logits"][llama_run["n_prompt"] - 1]
+    assert got.shape == ref.shape
+    max_abs = float(np.abs(got - ref).max())
+    rel_l2 = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+    assert max_abs <= tol["max_abs_last"], f"max |llama - hf| = {max_abs}"
+    assert rel_l2 <= tol["rel_l2_last"], f"relative L2 error = {rel_l2}"
+    assert int(np.argmax(got)) == int(np.argmax(ref))
+
+
+def test_final_position_logits(reference, llama_run):
+    sidecar, arrays = reference
+    tol = sidecar["tolerance"]
+    ref = arrays["final_logits"]
+    got = llama_run["logits"][-1]
+    assert float(np.abs(got - ref).max()) <= tol["max_abs_last"]
+    assert float(np.linalg.norm(got - ref) / np.linalg.norm(ref)) <= tol["rel_l2_last"]
+
+
+def test_logits_at_every_position(reference, llama_run):
+    """Probe ids and the reference's top-64 at every prompt and generated position."""
+    sidecar, arrays = reference
+    tol = sidecar["tolerance"]["max_abs_any"]
+    logits = llama_run["logits"]
+    assert logits.shape[0] == arrays["probe_logits"].shape[0]
+    probe = logits[:, arrays["probe_ids"]]
+    probe_err = np.abs(probe - arrays["probe_logits"]).max(axis=1)
+    top = np.take_along_axis(logits, arrays["topk_ids"].astype(np.int64), axis=1)
+    top_err = np.abs(top - arrays["topk_logits"]).max(axis=1)
+    worst = np.maximum(probe_err, top_err)
+    assert worst.max() <= tol, f"per-position max errors {np.round(worst, 5).tolist()}"
+    # positions beyond the sliding window are covered (SWA masking is exercised)
+    assert logits.shape[0] > sidecar["hf_config"]["sliding_window"]
