@@ -63,6 +63,7 @@ class Engine:
         self._cancelled: set[int] = set()
         self._lock = threading.Lock()
         self._model: NativeModel | None = None
+        self._running: int | None = None
         self._session: ChatSession | None = None
         self._thread = threading.Thread(target=self._run, name="gemma-desk-engine", daemon=True)
         self._thread.start()
@@ -90,6 +91,8 @@ class Engine:
         """Stop the worker and free the model; requests still queued are cancelled."""
         with self._lock:
             self._cancelled.update(self._pending_ids())
+            if self._running is not None:
+                self._cancelled.add(self._running)
         self._commands.put(_Shutdown())
         self._thread.join(timeout)
 
@@ -123,6 +126,8 @@ class Engine:
 
     def _handle(self, request: LoadRequest | ChatRequest) -> None:
         rid = request.request_id
+        with self._lock:
+            self._running = rid
         try:
             if self._is_cancelled(rid):
                 self._sink(Done(rid, "cancelled", ""))
@@ -138,6 +143,7 @@ class Engine:
         finally:
             with self._lock:
                 self._cancelled.discard(rid)
+                self._running = None
 
     def _load(self, request: LoadRequest) -> None:
         started = self._clock()

@@ -150,16 +150,25 @@ def _check_regular_file(path: Path, label: str) -> None:
 
 @contextmanager
 def _mapped(path: Path, label: str) -> Iterator[mmap.mmap]:
-    """Map the file read-only so that walking a multi-GB header costs no RAM; unmapped on exit."""
+    """Map the file read-only so that walking a multi-GB header costs no RAM; unmapped on exit.
+
+    Only opening and mapping are guarded here, so errors raised by the caller's block pass through.
+    """
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            yield buf
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with statement below
     except PermissionError:
         raise ModelFileError(f"{label}: cannot read the file (permission denied)") from None
-    except ValueError as exc:  # mmap of a file that became empty after the stat
-        raise ModelFileError(f"{label}: file is empty (0 bytes); the download probably failed") from exc
     except OSError as exc:
-        raise ModelFileError(f"{label}: cannot read the file ({exc.strerror or exc})") from exc
+        raise ModelFileError(f"{label}: cannot open the file ({exc.strerror or exc})") from exc
+    with handle:
+        try:
+            buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError as exc:  # the file became empty after the stat
+            raise ModelFileError(f"{label}: file is empty (0 bytes); the download probably failed") from exc
+        except OSError as exc:
+            raise ModelFileError(f"{label}: cannot read the file ({exc.strerror or exc})") from exc
+        with buf:
+            yield buf
 
 
 class _Reader:
@@ -284,7 +293,7 @@ def _not_gguf_hint(head: bytes) -> str:
     lowered = head.lstrip().lower()
     if len(head) > 8 and head[8:9] == b"{":
         return "it looks like a safetensors file (Hugging Face weights); download a .gguf conversion instead"
-    if lowered.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<")):
+    if lowered.startswith(b"<"):
         return "it is a web page (HTML), probably an error or login page saved instead of the model"
     if head.startswith(b"version https://git-lfs"):
         return "it is a Git LFS pointer, not the model itself; download the real file (e.g. git lfs pull)"
@@ -303,7 +312,8 @@ def _not_gguf_hint(head: bytes) -> str:
 def _check_version(reader: _Reader, version: int) -> int:
     if version & 0xFFFF == 0 and version:
         raise UnsupportedModelError(
-            f"{reader.label}: this is a big-endian GGUF file; llama.cpp on this computer needs a little-endian one"
+            f"{reader.label}: this is a big-endian GGUF file; "
+            "llama.cpp on this computer needs a little-endian one"
         )
     if version == 0:
         raise reader.error("GGUF version is 0; the header is corrupt")
@@ -476,21 +486,21 @@ def _place_tensors(
     for info in infos:
         if info.relative_offset % alignment:
             raise reader.error(
-                f"tensor {_q(info.name)} starts at data offset {info.relative_offset:,}, which is not aligned "
-                f"to {alignment} bytes; the header is corrupt"
+                f"tensor {_q(info.name)} starts at data offset {info.relative_offset:,}, "
+                f"which is not aligned to {alignment} bytes; the header is corrupt"
             )
         if info.relative_offset != expected:
             raise reader.error(
-                f"tensor {_q(info.name)} starts at data offset {info.relative_offset:,}, expected {expected:,} "
-                "(tensors overlap or are out of order); the header is corrupt"
+                f"tensor {_q(info.name)} starts at data offset {info.relative_offset:,}, "
+                f"expected {expected:,} (tensors overlap or are out of order); the header is corrupt"
             )
         expected += _pad(info.n_bytes, alignment)
         data_end = max(data_end, data_offset + info.relative_offset + info.n_bytes)
     if data_end > reader.size:
         missing = data_end - reader.size
         raise reader.error(
-            f"file is truncated: the tensor data needs {data_end:,} bytes but the file has only {reader.size:,} "
-            f"({missing:,} bytes missing); the download is probably incomplete"
+            f"file is truncated: the tensor data needs {data_end:,} bytes but the file has only "
+            f"{reader.size:,} ({missing:,} bytes missing); the download is probably incomplete"
         )
     return tuple(
         GgufTensor(
@@ -519,7 +529,8 @@ def _check_contents(summary: GgufSummary, label: str, expect: Expect) -> None:
         )
     if expect == "mmproj" and not summary.is_projector:
         raise UnsupportedModelError(
-            f"{label}: this is a {_q(summary.architecture)} language model, not a vision/audio projector (mmproj)"
+            f"{label}: this is a {_q(summary.architecture)} language model, "
+            "not a vision/audio projector (mmproj)"
         )
 
 
@@ -533,5 +544,6 @@ def _check_architecture(summary: GgufSummary, label: str) -> None:
         )
     if summary.architecture not in KNOWN_ARCHITECTURES:
         raise UnsupportedModelError(
-            f"{label}: model architecture {_q(summary.architecture)} is not supported by the bundled llama.cpp"
+            f"{label}: model architecture {_q(summary.architecture)} "
+            "is not supported by the bundled llama.cpp"
         )

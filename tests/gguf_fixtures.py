@@ -248,13 +248,14 @@ def gemma3_270m_path() -> Path:
 
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    target = cache / package.MODEL_NAME
+    name = str(package.MODEL_NAME)
+    target = cache / name
     if target.is_file():
         try:
             return Path(package.assemble(target))  # re-verifies the sha256 of the cached copy
         except (FileExistsError, ValueError):
             pass  # stale or damaged copy: rebuild it below
-    partial = cache / f".{package.MODEL_NAME}.{os.getpid()}.{uuid.uuid4().hex}.part"
+    partial = cache / f".{name}.{os.getpid()}.{uuid.uuid4().hex}.part"
     try:
         package.assemble(partial, overwrite=True)
         os.replace(partial, target)

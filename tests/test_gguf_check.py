@@ -354,11 +354,16 @@ def test_missing_architecture(llama: Path) -> None:
     expect_error(llama, ModelFileError, "no general.architecture")
 
 
-def test_architecture_not_a_string(tmp_path: Path) -> None:
-    path = write_gguf(tmp_path / "arch-int.gguf", "llama", {"w": np.ones(32, dtype=np.float32)})
-    # turn the architecture value into a uint32 whose bytes are the old string's length prefix
-    patch_bytes(path, key_value_offset(path, "general.architecture"), struct.pack("<I", 4))
-    expect_error(path, ModelFileError)
+@pytest.mark.parametrize("as_array", [False, True], ids=["uint32", "array"])
+def test_architecture_not_a_string(tmp_path: Path, as_array: bool) -> None:
+    def configure(writer: GGUFWriter) -> None:
+        if as_array:
+            writer.add_key_value("general.architecture", ["llama"], GGUFValueType.ARRAY, GGUFValueType.STRING)
+        else:
+            writer.add_key_value("general.architecture", 7, GGUFValueType.UINT32)
+
+    path = write_gguf(tmp_path / "arch-int.gguf", "llama", {"w": np.ones(32, dtype=np.float32)}, configure)
+    expect_error(path, ModelFileError, "general.architecture is not a string")
 
 
 def test_unknown_architecture(tmp_path: Path) -> None:
