@@ -51,12 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", help="answer a prompt, streaming to stdout")
     ask.add_argument("prompt", help="the question or instruction")
-    ask.add_argument("--model", type=Path, help=f"text model GGUF (default: ${MODEL_ENV} or the models folder)")
+    ask.add_argument(
+        "--model", type=Path, help=f"text model GGUF (default: ${MODEL_ENV} or the models folder)"
+    )
     ask.add_argument("--system", help="system instructions, folded into the first user turn")
     ask.add_argument("--max-tokens", type=int, default=512, help="stop after this many tokens (default 512)")
     ask.add_argument("--seed", type=int, help="sampling seed for reproducible answers")
     ask.add_argument("--temp", type=float, default=1.0, help="temperature; 0 means greedy (default 1.0)")
-    ask.add_argument("--ctx", type=int, default=DEFAULT_CONTEXT, help=f"context size (default {DEFAULT_CONTEXT})")
+    ask.add_argument(
+        "--ctx", type=int, default=DEFAULT_CONTEXT, help=f"context size (default {DEFAULT_CONTEXT})"
+    )
     ask.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores, at most 8)")
     ask.add_argument("--json", action="store_true", help="one JSON object per line per event")
     ask.add_argument("--stats", action="store_true", help="print response statistics on stderr")
@@ -138,7 +142,9 @@ def run_ask(args: argparse.Namespace) -> int:
         raise InputError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     settings = LoadSettings(n_ctx=args.ctx, n_threads=args.threads)
     sampling = SamplingSettings(temperature=args.temp, seed=args.seed)
-    messages = ((ChatMessage("system", args.system),) if args.system else ()) + (ChatMessage("user", args.prompt),)
+    messages = ((ChatMessage("system", args.system),) if args.system else ()) + (
+        ChatMessage("user", args.prompt),
+    )
     events = EventQueue()
     engine = Engine(events)
     try:

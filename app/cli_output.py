@@ -14,7 +14,12 @@ EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 EXIT_MODEL = 3
 EXIT_INTERRUPTED = 130
-ERROR_EXIT_CODES = {"input": EXIT_BAD_INPUT, "model": EXIT_MODEL, "engine": EXIT_MODEL, "internal": EXIT_INTERNAL}
+ERROR_EXIT_CODES = {
+    "input": EXIT_BAD_INPUT,
+    "model": EXIT_MODEL,
+    "engine": EXIT_MODEL,
+    "internal": EXIT_INTERNAL,
+}
 
 
 def fail(message: str, stream: TextIO | None = None) -> None:
@@ -32,7 +37,12 @@ def event_json(event: EngineEvent) -> str | None:
     elif isinstance(event, Done):
         payload = {"event": "done", "request_id": event.request_id, "finish_reason": event.finish_reason}
     elif isinstance(event, EngineError):
-        payload = {"event": "error", "request_id": event.request_id, "kind": event.kind, "message": event.message}
+        payload = {
+            "event": "error",
+            "request_id": event.request_id,
+            "kind": event.kind,
+            "message": event.message,
+        }
     else:
         return None
     return json.dumps(payload, ensure_ascii=False)

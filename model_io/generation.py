@@ -151,7 +151,7 @@ class ChatSession:
         return keep
 
     def _window_intact(self, keep: int) -> bool:
-        """After cutting a sliding-window cache back, are the positions the next token attends to still there?"""
+        """After cutting an SWA cache back, are the positions the next token attends to still cached?"""
         if self.model.n_swa <= 0 or keep == 0:
             return True
         return self.model.lowest_cached_position() <= max(0, keep - self.model.n_swa)
@@ -202,4 +202,3 @@ class ChatSession:
             decode_tokens_per_s=rate,
             peak_rss_bytes=peak_rss_bytes(),
         )
-

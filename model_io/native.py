@@ -100,7 +100,9 @@ class NativeModel:
             self.closed = True
             self._stack.close()
 
-    def _load_model(self, path: Path, settings: LoadSettings, progress: Callable[[float], bool] | None) -> int:
+    def _load_model(
+        self, path: Path, settings: LoadSettings, progress: Callable[[float], bool] | None
+    ) -> int:
         params = ll.llama_model_default_params()
         params.n_gpu_layers = 0 if settings.backend is Backend.CPU else settings.n_gpu_layers
         params.load_mode = ll.LLAMA_LOAD_MODE_MMAP if settings.use_mmap else ll.LLAMA_LOAD_MODE_NONE
@@ -112,7 +114,7 @@ class NativeModel:
         if not model:
             detail = recent_log_errors()
             raise ModelError(f"llama.cpp could not load {path.name}" + (f": {detail}" if detail else ""))
-        return model  # type: ignore[no-any-return]
+        return model
 
     def _new_context(self, settings: LoadSettings) -> int:
         params = ll.llama_context_default_params()
@@ -130,7 +132,7 @@ class NativeModel:
                 f"llama.cpp could not create a {settings.n_ctx}-token context"
                 + (f": {detail}" if detail else " (not enough memory?)")
             )
-        return ctx  # type: ignore[no-any-return]
+        return ctx
 
     def _install_abort_callback(self) -> None:
         callback = ll.ggml_abort_callback(lambda _data: bool(self._abort_check()))
@@ -220,7 +222,9 @@ class NativeModel:
             return False
         if status != 0:
             detail = recent_log_errors()
-            raise EngineFailure(f"llama_decode failed with status {status}" + (f": {detail}" if detail else ""))
+            raise EngineFailure(
+                f"llama_decode failed with status {status}" + (f": {detail}" if detail else "")
+            )
         return True
 
     def perf(self) -> ll.llama_perf_context_data:

@@ -40,7 +40,9 @@ class LoadSettings:
 
     def __post_init__(self) -> None:
         if not MIN_CONTEXT <= self.n_ctx <= MAX_CONTEXT:
-            raise InputError(f"context size must be between {MIN_CONTEXT} and {MAX_CONTEXT} tokens, got {self.n_ctx}")
+            raise InputError(
+                f"context size must be between {MIN_CONTEXT} and {MAX_CONTEXT} tokens, got {self.n_ctx}"
+            )
         if self.n_threads < 0:
             raise InputError(f"thread count must be positive, got {self.n_threads}")
         if self.n_gpu_layers < -1:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from engine_helpers import LoadedEngine
 
 # Synthetic models and the extracted tokenizer are rebuildable, so tests share one cache across runs.

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "app", *args], capture_output=True, text=True, env=full_env, timeout=timeout
@@ -43,7 +45,10 @@ def test_ask_json_prints_one_object_per_event(tiny_model: Path) -> None:
 
 
 def test_ask_same_seed_same_answer(tiny_model: Path) -> None:
-    runs = [cli("ask", "--model", str(tiny_model), "--seed", "3", "--max-tokens", "8", "Q").stdout for _ in range(2)]
+    runs = [
+        cli("ask", "--model", str(tiny_model), "--seed", "3", "--max-tokens", "8", "Q").stdout
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1] and runs[0].strip()
 
 

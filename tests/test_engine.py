@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from engine_helpers import LoadedEngine
+from gguf_fixtures import truncated_copy, write_raw, write_tiny_clip, write_tiny_llama
 
 from model_io.engine import Engine, EventQueue
 from model_io.events import (
@@ -21,8 +23,6 @@ from model_io.events import (
 )
 from model_io.prompt import ChatMessage
 from model_io.settings import LoadSettings, SamplingSettings
-from engine_helpers import LoadedEngine
-from gguf_fixtures import truncated_copy, write_raw, write_tiny_clip, write_tiny_llama
 
 GREEDY = SamplingSettings.greedy_decoding()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import llama_cpp as ll
+import numpy as np
 import pytest
-
 from engine_helpers import LoadedEngine
+
 from model_io.chat_templates import GEMMA3N_CHAT_TEMPLATE
 from model_io.events import ChatRequest, Done
 from model_io.native import NativeModel
@@ -57,7 +57,9 @@ def test_greedy_answer_is_deterministic_and_matches_llama_cpp_logits(engine_270m
 
     model = NativeModel(gemma3_270m, LoadSettings(n_ctx=1024, n_threads=2))
     try:
-        builder = TemplatePromptBuilder(GEMMA3N_CHAT_TEMPLATE, lambda t: model.tokenize(t, parse_special=True))
+        builder = TemplatePromptBuilder(
+            GEMMA3N_CHAT_TEMPLATE, lambda t: model.tokenize(t, parse_special=True)
+        )
         reference = argmax_continuation(model, builder.build(request.messages), 12)
         assert done.text == b"".join(model.piece(t) for t in reference).decode("utf-8", errors="replace")
     finally:
@@ -67,7 +69,9 @@ def test_greedy_answer_is_deterministic_and_matches_llama_cpp_logits(engine_270m
 def test_gemma3n_template_tokenizes_to_gemma_special_ids(gemma3_270m: Path) -> None:
     model = NativeModel(gemma3_270m, LoadSettings(n_ctx=512, n_threads=1))
     try:
-        builder = TemplatePromptBuilder(GEMMA3N_CHAT_TEMPLATE, lambda t: model.tokenize(t, parse_special=True))
+        builder = TemplatePromptBuilder(
+            GEMMA3N_CHAT_TEMPLATE, lambda t: model.tokenize(t, parse_special=True)
+        )
         ids = builder.build([ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")])
         assert ids[:4] == [2, 105, 2364, 107]  # <bos> <start_of_turn> "user" "\n"
         assert ids[-5:] == [106, 107, 105, 4368, 107]  # <end_of_turn> "\n" <start_of_turn> "model" "\n"

@@ -33,8 +33,12 @@ def tiny_native(tiny_model: Path) -> Iterator[NativeModel]:
 
 
 @pytest.mark.parametrize("conversation", CONVERSATIONS)
-def test_token_builder_matches_official_template(tiny_native: NativeModel, conversation: list[ChatMessage]) -> None:
-    official = TemplatePromptBuilder(GEMMA3N_CHAT_TEMPLATE, lambda t: tiny_native.tokenize(t, parse_special=True))
+def test_token_builder_matches_official_template(
+    tiny_native: NativeModel, conversation: list[ChatMessage]
+) -> None:
+    official = TemplatePromptBuilder(
+        GEMMA3N_CHAT_TEMPLATE, lambda t: tiny_native.tokenize(t, parse_special=True)
+    )
     ours = Gemma3nPromptBuilder(tiny_native.tokenize)
     assert ours.build(conversation) == official.build(conversation)
 
@@ -74,9 +78,16 @@ def test_user_text_is_not_parsed_for_special_tokens(tiny_native: NativeModel) ->
 
 
 def test_generated_answers_reuse_their_exact_ids(tiny_native: NativeModel) -> None:
-    odd_ids = [9259, 993]  # a tokenization of "Hello there" that differs from the canonical one would still be kept
+    odd_ids = [
+        9259,
+        993,
+    ]  # a tokenization of "Hello there" that differs from the canonical one would still be kept
     builder = Gemma3nPromptBuilder(tiny_native.tokenize, {"Hello there": odd_ids})
-    conversation = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello there"), ChatMessage("user", "Ok")]
+    conversation = [
+        ChatMessage("user", "Hi"),
+        ChatMessage("assistant", "Hello there"),
+        ChatMessage("user", "Ok"),
+    ]
     ids = builder.build(conversation)
     model = tiny_native.tokenize("model\n")
     start = ids.index(105, 2)
@@ -93,6 +104,8 @@ def test_generated_answers_reuse_their_exact_ids(tiny_native: NativeModel) -> No
         ([ChatMessage("user", "a"), ChatMessage("assistant", "b")], "end with a user"),
     ],
 )
-def test_bad_role_order_is_rejected(tiny_native: NativeModel, conversation: list[ChatMessage], message: str) -> None:
+def test_bad_role_order_is_rejected(
+    tiny_native: NativeModel, conversation: list[ChatMessage], message: str
+) -> None:
     with pytest.raises(InputError, match=message):
         Gemma3nPromptBuilder(tiny_native.tokenize).build(conversation)

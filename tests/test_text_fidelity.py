@@ -17,6 +17,7 @@ import hashlib
 import json
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -24,6 +25,12 @@ import pytest
 REFERENCE_DIR = Path(__file__).parent / "data" / "reference"
 REFERENCE_STEM = "gemma3n_tiny_text"
 REGENERATE = "/work/refvenv/bin/python tools/make_text_reference.py --preset tiny  (see tools/requirements-reference.txt)"
+
+
+class LlamaRun(NamedTuple):
+    logits: np.ndarray  # [n_rows, n_vocab]; row r = after tokens[0..r]
+    greedy: list[int]  # argmax at each decoding step
+    hidden: np.ndarray | None  # [n_rows, n_embd] final normed hidden states, if requested
 
 
 def run_llama_cpp(
@@ -34,43 +41,62 @@ def run_llama_cpp(
     forced: list[int] | None = None,
     kv_f32: bool = False,
     flash_attn: bool = False,
+    hidden: bool = False,
     n_threads: int = 2,
-) -> tuple[np.ndarray, list[int]]:
-    """Evaluate ``prompt_ids`` then decode ``n_steps`` tokens greedily (argmax of the logits).
+) -> LlamaRun:
+    """Evaluate ``prompt_ids`` in one batch, then decode ``n_steps`` tokens greedily (argmax).
 
-    Returns the logits of every evaluated position, shape ``[len(prompt_ids) + n_steps - 1,
-    n_vocab]`` (row r = logits after tokens[0..r]), and the greedy tokens.  With
-    ``forced`` the given tokens are fed instead of the argmax (the greedy list still
-    reports the argmax), so logits can be compared position by position.
+    Rows: ``len(prompt_ids) + n_steps - 1``.  With ``forced`` those tokens are fed instead of
+    the argmax (``greedy`` still reports the argmax at each step), so rows stay comparable
+    with a reference even if a token differed.  ``hidden`` repeats the same evaluation in an
+    embeddings context and returns llama.cpp's final normed hidden states (``t_embd``).
     """
     import llama_cpp
 
-    n_ctx = len(prompt_ids) + n_steps + 16
-    extra = {}
-    if kv_f32:
-        extra = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
-    llm = llama_cpp.Llama(
-        model_path=str(gguf_path),
-        n_ctx=n_ctx,
-        logits_all=True,
-        n_threads=n_threads,
-        n_threads_batch=n_threads,
-        flash_attn=flash_attn,
-        verbose=False,
-        **extra,
-    )
+    def make(embedding: bool):
+        extra: dict = {}
+        if kv_f32:
+            extra.update(type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
+        if embedding:
+            extra.update(embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE)
+        return llama_cpp.Llama(
+            model_path=str(gguf_path),
+            n_ctx=len(prompt_ids) + n_steps + 16,
+            logits_all=True,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            flash_attn=flash_attn,
+            verbose=False,
+            **extra,
+        )
+
+    llm = make(embedding=False)
     try:
         llm.eval(list(prompt_ids))
         greedy: list[int] = []
+        fed: list[int] = []
         for step in range(n_steps):
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-            greedy.append(token)
+            greedy.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
             if step < n_steps - 1:
-                llm.eval([forced[step] if forced is not None else token])
+                fed.append(forced[step] if forced is not None else greedy[-1])
+                llm.eval([fed[-1]])
         logits = np.array(llm.scores[: llm.n_tokens], dtype=np.float32, copy=True)
     finally:
         llm.close()
-    return logits, greedy
+    states = None
+    if hidden:
+        llm = make(embedding=True)
+        try:
+            n_embd = llm.n_embd()
+            rows = []
+            for batch in [list(prompt_ids)] + [[t] for t in fed]:
+                llm.eval(batch)
+                ptr = llama_cpp.llama_get_embeddings(llm._ctx.ctx)
+                rows.append(np.ctypeslib.as_array(ptr, shape=(len(batch) * n_embd,)).reshape(len(batch), n_embd).copy())
+            states = np.concatenate(rows).astype(np.float32)
+        finally:
+            llm.close()
+    return LlamaRun(logits, greedy, states)
 
 
 def _sha256(path: Path) -> str:

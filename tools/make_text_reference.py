@@ -5,24 +5,23 @@ The synthetic writer (``model_io.synth``) emits random-weight Gemma 3n GGUFs so
 that tests can run real llama.cpp.  This tool proves the writer is faithful to
 the architecture: it loads the *same* weights into transformers'
 ``Gemma3nForCausalLM`` (an implementation independent of llama.cpp), runs a
-chat prompt longer than the sliding window, and stores the logits and greedy
-tokens that ``tests/test_text_fidelity.py`` compares llama.cpp against in CI
-(CI never installs torch).
+chat prompt longer than the sliding window, and stores the final hidden
+states, logits and greedy tokens that ``tests/test_text_fidelity.py`` compares
+llama.cpp against in CI (CI never installs torch).
 
-Run it in the reference venv (see tools/requirements-reference.txt), from the
+Run it in the reference venv (tools/requirements-reference.txt), from the
 repository root::
 
     /work/refvenv/bin/python tools/make_text_reference.py --preset tiny
 
 It calls the project venv's Python (``--project-python``, default
-``.venv/bin/python``) to build the synthetic GGUF with
-``model_io.synth.cached_text_model`` and to tokenize the prompt with llama.cpp,
-and (unless ``--no-measure``) to run llama.cpp on the same tokens so that the
-measured llama.cpp-vs-transformers differences, and how much of them the known
-ggml numerics explain, are recorded beside the reference.
+``.venv/bin/python``) to build the GGUF with ``model_io.synth.cached_text_model``,
+to tokenize prompts with llama.cpp and (unless ``--no-measure``) to run
+llama.cpp on the reference tokens, so the measured differences are recorded in
+the JSON sidecar next to the tolerances they justify.
 
 GGUF -> transformers mapping (the inverse of llama.cpp's converter,
-``conversion/gemma.py`` ``Gemma3NModel``/``Gemma3Model`` and gguf-py's
+``conversion/gemma.py`` ``Gemma3NModel``/``Gemma3Model``, and gguf-py's
 ``tensor_mapping.py``):
 
 * names: gguf-py's ``TensorNameMap`` for ``MODEL_ARCH.GEMMA3N`` maps every HF
@@ -38,12 +37,23 @@ GGUF -> transformers mapping (the inverse of llama.cpp's converter,
 * norms: Gemma 3n's RMSNorm has no ``1 + w`` shift (``norm_shift`` = 0), so
   norm weights are copied unchanged.
 * ``output.weight`` absent -> tied embeddings (``lm_head`` = ``embed_tokens``).
+
+One real llama.cpp-vs-transformers difference is built into the stored
+reference (everything else is stock transformers): llama.cpp's activation
+sparsity (``gemma3n.cpp`` ``gaussian_topk``) uses the Bessel-corrected standard
+deviation (divides by n - 1) where transformers' ``Gemma3nTextMLP._gaussian_topk``
+uses ``torch.std(..., unbiased=False)`` (divides by n).  At n_ff = 128 that moves
+the cutoff by 0.39 % of a standard deviation and the logits by up to ~0.6, far
+above float noise; at the real E2B/E4B widths (8192/16384) it is ~0.006 %/0.003 %.
+The stock-transformers numbers are kept in the sidecar (``measured``) and
+its final hidden states in the .npz (``hidden_transformers_stock``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -76,27 +86,54 @@ LLAMA_CPP_SPARSITY_STD_MUL = 1.6448533535003662
 VOCAB_SIZE = 262_400
 VOCAB_SIZE_PER_LAYER_INPUT = 262_144
 
-# The fixed prompt: Gemma 3n chat template (gemma3n-facts.md section 3) for one user
-# message, long enough (> sliding window of the tiny preset) that SWA masking matters.
-USER_MESSAGE = (
-    "Gemma Desk keeps a private notebook of every conversation on this laptop. "
-    "Please summarise, in three short bullet points, why running a small language model "
-    "entirely offline can help with privacy, with working on a slow train, and with quick "
-    "drafts of emails and meeting notes."
+# The prompt: Gemma 3n chat template (gemma3n-facts.md section 3) around one user message made of
+# three of these sentences.  Candidates are tried in itertools.permutations order and the first whose
+# token count is in PROMPT_TOKENS and whose greedy continuation keeps every top-1 margin above
+# TOLERANCE["min_top1_margin"] is used, so greedy agreement is not at the mercy of float noise.
+USER_SENTENCES = (
+    "Gemma Desk keeps a private notebook of every conversation on this laptop.",
+    "Please summarise, in three short bullet points, why a small language model that runs offline helps.",
+    "I often work on a slow train with no signal, so the assistant has to run without any network.",
+    "My manager wants quick drafts of emails, meeting notes and polite reminders before nine o'clock.",
+    "Explain how you would keep my documents, photos and voice recordings safe from other people.",
+    "Could you also suggest a few keyboard shortcuts that would make the assistant faster to use?",
+    "Yesterday the battery ran out during a long meeting, so energy use matters to me as well.",
+    "Answer in plain English and avoid jargon, because my parents will read this as well.",
+    "List the settings I should check first after installing the application on a new computer.",
+    "Finally, tell me what the assistant cannot do so that I do not expect too much from it.",
 )
-PROMPT_TEXT = f"<bos><start_of_turn>user\n{USER_MESSAGE}<end_of_turn>\n<start_of_turn>model\n"
+PROMPT_TOKENS = (60, 100)
 N_GENERATE = 16
 N_PROBE = 1024  # vocabulary ids whose logits are stored at every position
 TOP_K = 64  # top logits (values + ids) stored at every position
 PROBE_SEED = 20251122
 
 # Tolerances the CI test applies (tests/test_text_fidelity.py reads them from the sidecar).
-# Rationale: see TOLERANCE_RATIONALE and the "measured" / "sensitivity" blocks of the sidecar.
 TOLERANCE = {
-    "max_abs_last": 0.05,  # max |llama - hf| over all 262400 logits at the last prompt position
-    "rel_l2_last": 2e-3,  # ||llama - hf||_2 / ||hf||_2 at the last prompt position
-    "max_abs_any": 0.05,  # max |llama - hf| over stored logits (probe ids + top-64) at every position
-    "min_top1_margin": 0.1,  # HF top-1 minus top-2 logit must exceed this wherever greedy is compared
+    "hidden_max_abs": 0.03,  # final normed hidden state (llama.cpp embeddings), every position
+    "hidden_rel_l2": 3e-3,  # ||llama - ref|| / ||ref|| over all positions' hidden states
+    "logits_max_abs": 0.15,  # any stored logit (full vocab at two positions, probe + top-64 everywhere)
+    "logits_rel_l2": 0.015,  # ||llama - ref|| / ||ref|| of the full logits at the last prompt position
+    "min_top1_margin": 0.1,  # reference top-1 minus top-2 logit at every greedy step
+}
+TOLERANCE_RATIONALE = {
+    "noise_sources": [
+        "Q8_0 output projection: ggml quantizes the 64-dim final hidden state to Q8_0 (2 blocks of 32, "
+        "8-bit, fp16 scale) before the dot product with the Q8_0 token_embd; llama.cpp's logits equal "
+        "softcap(q8_0(h_llama) @ W) to 5e-6, so this alone moves single logits by up to ~0.065 "
+        "(4-5 sigma of ~0.012 over 262400 logits).",
+        "f16 KV cache (llama-cpp-python default) and f16 rounding of Q and of the attention weights "
+        "in the K*Q / V*softmax matmuls.",
+        "GELU through ggml-cpu's fp16 lookup table (GGML_GELU_FP16): input and output rounded to fp16.",
+        "Emulating these in transformers makes the hidden state at position 0 bit-identical and cuts "
+        "the hidden-state relative error from ~1.2e-3 to ~7.6e-4 (see measured.*emulation*).",
+    ],
+    "choice": "Hidden-state tolerances are ~3x the measured llama.cpp-vs-reference error and the logit "
+    "tolerances ~2-3x; the smallest writer-bug effect in 'sensitivity' (one 4x4 AltUp coefficient "
+    "matrix transposed) is still several times above them on at least one checked quantity, and "
+    "layout/metadata bugs (sliding window off by one, PLE layout, AltUp stacking order, norm shift, "
+    "rope bases, sparsity) are 10-100x above them. min_top1_margin keeps greedy steps ~6 sigma clear "
+    "of the logit-difference noise.",
 }
 
 PROJECT_HELPER = r"""
@@ -110,18 +147,18 @@ if mode == "build":
 elif mode == "tokenize":
     import llama_cpp
     llm = llama_cpp.Llama(model_path=sys.argv[2], vocab_only=True, verbose=False)
-    ids = llm.tokenize(sys.argv[3].encode("utf-8"), add_bos=False, special=True)
+    texts = json.loads(sys.stdin.read())
+    ids = [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in texts]
     print(json.dumps({{"ids": ids, "llama_cpp": llama_cpp.__version__}}))
 elif mode == "measure":
     sys.path.insert(0, str(Path({repo!r}) / "tests"))
     import numpy as np
     from test_text_fidelity import run_llama_cpp
-    ids = json.loads(sys.argv[3])
-    n_prompt = int(sys.argv[4])
-    flags = json.loads(sys.argv[6])
-    logits, greedy = run_llama_cpp(Path(sys.argv[2]), ids[:n_prompt], len(ids) - n_prompt + 1, forced=ids[n_prompt:], **flags)
-    np.save(sys.argv[5], logits)
-    print(json.dumps({{"greedy": greedy}}))
+    req = json.loads(sys.stdin.read())
+    ids, n_prompt = req["ids"], req["n_prompt"]
+    out = run_llama_cpp(Path(sys.argv[2]), ids[:n_prompt], len(ids) - n_prompt + 1, forced=ids[n_prompt:], **req["flags"])
+    np.savez(req["out"], logits=out.logits, hidden=out.hidden if out.hidden is not None else np.zeros(0))
+    print(json.dumps({{"greedy": out.greedy}}))
 """
 
 
@@ -374,48 +411,7 @@ def build_model(gguf_path: Path) -> tuple[Gemma3nForCausalLM, Gemma3nTextConfig,
     return model, config, meta, notes
 
 
-# --------------------------------------------------------------------------- reference
-
-
-@torch.no_grad()
-def greedy_reference(model: Gemma3nForCausalLM, prompt_ids: list[int], n_gen: int) -> tuple[np.ndarray, list[int]]:
-    """Logits for every position of prompt + greedy continuation (no KV cache: full recompute)."""
-    ids = list(prompt_ids)
-    out = model(input_ids=torch.tensor([ids]), use_cache=False)
-    rows = [out.logits[0].float().numpy()]
-    generated: list[int] = []
-    for step in range(n_gen):
-        last = rows[-1][-1]
-        token = int(np.argmax(last))
-        generated.append(token)
-        if step == n_gen - 1:
-            break
-        ids.append(token)
-        out = model(input_ids=torch.tensor([ids]), use_cache=False, logits_to_keep=1)
-        rows.append(out.logits[0].float().numpy())
-    logits = np.concatenate(rows, axis=0)  # [n_prompt + n_gen - 1, vocab]
-    return logits, generated
-
-
-@torch.no_grad()
-def forced_logits(model: Gemma3nForCausalLM, ids: list[int]) -> np.ndarray:
-    return model(input_ids=torch.tensor([ids]), use_cache=False).logits[0].float().numpy()
-
-
-def compare(ref: np.ndarray, other: np.ndarray, n_prompt: int) -> dict:
-    diff = np.abs(ref - other)
-    last = n_prompt - 1
-    return {
-        "max_abs_last": float(diff[last].max()),
-        "rel_l2_last": float(np.linalg.norm(ref[last] - other[last]) / np.linalg.norm(ref[last])),
-        "max_abs_all": float(diff.max()),
-        "mean_abs_all": float(diff.mean()),
-        "argmax_agree": int(np.sum(np.argmax(ref, -1) == np.argmax(other, -1))),
-        "positions": int(ref.shape[0]),
-    }
-
-
-# --------------------------------------------------------------------------- ggml numerics emulation
+# --------------------------------------------------------------------------- ggml numerics
 
 
 def _f16(x: torch.Tensor) -> torch.Tensor:
@@ -442,18 +438,16 @@ def q8_0_roundtrip(x: torch.Tensor) -> torch.Tensor:
     """ggml's quantize_row_q8_0 on activations (vec_dot_type of a Q8_0 weight), dequantized."""
     shape = x.shape
     blocks = x.reshape(-1, 32)
-    amax = blocks.abs().amax(-1, keepdim=True)
-    d = amax / 127.0
+    d = blocks.abs().amax(-1, keepdim=True) / 127.0
     inv = torch.where(d > 0, 1.0 / d, torch.zeros_like(d))
-    q = torch.round(blocks * inv)
-    return (q * _f16(d)).reshape(shape)
+    return (torch.round(blocks * inv) * _f16(d)).reshape(shape)
 
 
 class GgmlNumerics:
     """Monkeypatches that make transformers compute the way llama.cpp's CPU backend does.
 
-    Each switch models one documented difference; they are used only to attribute
-    the measured llama.cpp-vs-transformers residual, never for the stored reference.
+    ``unbiased_std`` is the one semantic difference (used for the stored reference).  The
+    others model ggml's float shortcuts and are used only to attribute the measured residual.
     """
 
     def __init__(self, model: Gemma3nForCausalLM, *, unbiased_std=True, gelu_f16=True, kv_f16=True, q8_lm_head=True):
@@ -468,7 +462,7 @@ class GgmlNumerics:
         if self.flags["unbiased_std"]:
             original = mg.Gemma3nTextMLP._gaussian_topk
 
-            def topk_unbiased(mlp, inputs):  # llama.cpp divides by n - 1 (gemma3n.cpp gaussian_topk)
+            def topk_unbiased(mlp, inputs):  # llama.cpp gemma3n.cpp gaussian_topk: sum / (n - 1)
                 mean = inputs.mean(-1, keepdim=True)
                 std = inputs.std(-1, keepdim=True, unbiased=True)
                 return torch.relu(inputs - (mean + std * LLAMA_CPP_SPARSITY_STD_MUL))
@@ -483,26 +477,22 @@ class GgmlNumerics:
                     self._undo.append(lambda o=owner, s=saved: setattr(o, "act_fn", s))
         if self.flags["kv_f16"]:
             original_rope = mg.apply_rotary_pos_emb
-            original_vnorm = [getattr(layer.self_attn, "v_norm", layer).forward for layer in model.model.layers]
 
-            def rope_then_f16(x, cos, sin, unsqueeze_dim=1):  # K (and Q) enter attention as fp16
+            def rope_then_f16(x, cos, sin, unsqueeze_dim=1):  # Q and K enter the KQ matmul as fp16
                 return _f16(original_rope(x, cos, sin, unsqueeze_dim))
 
             mg.apply_rotary_pos_emb = rope_then_f16
             self._undo.append(lambda: setattr(mg, "apply_rotary_pos_emb", original_rope))
-            for layer, fwd in zip(model.model.layers, original_vnorm):
+            for layer in model.model.layers:
                 if not hasattr(layer.self_attn, "v_norm"):
                     continue  # KV-sharing layer: no V of its own
-                layer.self_attn.v_norm.forward = lambda x, f=fwd: _f16(f(x))
-                self._undo.append(lambda m=layer.self_attn.v_norm: m.__dict__.pop("forward", None))
+                v_norm = layer.self_attn.v_norm
+                v_norm.forward = lambda x, f=v_norm.forward: _f16(f(x))  # V stored as fp16
+                self._undo.append(lambda m=v_norm: m.__dict__.pop("forward", None))
         if self.flags["q8_lm_head"]:
             head = model.lm_head
             weight = head.weight
-
-            def q8_forward(x):
-                return torch.nn.functional.linear(q8_0_roundtrip(x), weight)
-
-            head.forward = q8_forward
+            head.forward = lambda x: torch.nn.functional.linear(q8_0_roundtrip(x), weight)
             self._undo.append(lambda: head.__dict__.pop("forward", None))
         return self
 
@@ -513,45 +503,118 @@ class GgmlNumerics:
         return False
 
 
+def reference_numerics(model: Gemma3nForCausalLM) -> GgmlNumerics:
+    """Stock transformers plus llama.cpp's unbiased std in the gaussian top-k (see module docstring)."""
+    return GgmlNumerics(model, unbiased_std=True, gelu_f16=False, kv_f16=False, q8_lm_head=False)
+
+
+# --------------------------------------------------------------------------- reference runs
+
+
+@torch.no_grad()
+def forward(model: Gemma3nForCausalLM, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Final normed hidden states and soft-capped logits for every position (no KV cache)."""
+    hidden = model.model(input_ids=torch.tensor([ids]), use_cache=False).last_hidden_state
+    logits = model.lm_head(hidden)
+    cap = model.config.final_logit_softcapping
+    logits = torch.tanh(logits / cap) * cap
+    return hidden[0].float().numpy(), logits[0].float().numpy()
+
+
+def top1_margin(logits: np.ndarray) -> np.ndarray:
+    top2 = np.partition(logits, -2, axis=-1)[..., -2:]
+    return np.abs(top2[..., 1] - top2[..., 0])
+
+
+def greedy_reference(
+    model: Gemma3nForCausalLM, prompt_ids: list[int], n_gen: int, min_margin: float | None = None
+) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+    """Hidden states and logits of prompt + greedy continuation, recomputed from scratch each step.
+
+    Rows: row r belongs to tokens[0..r] of prompt + greedy[:-1]; row n_prompt-1+s predicts greedy[s].
+    Returns None as soon as a step's top-1 margin is below ``min_margin``.
+    """
+    ids = list(prompt_ids)
+    hidden, logits = forward(model, ids)
+    h_rows, l_rows = [hidden], [logits]
+    generated: list[int] = []
+    for step in range(n_gen):
+        last = l_rows[-1][-1]
+        if min_margin is not None and top1_margin(last) < min_margin:
+            return None
+        generated.append(int(np.argmax(last)))
+        if step == n_gen - 1:
+            break
+        ids.append(generated[-1])
+        hidden, logits = forward(model, ids)
+        h_rows.append(hidden[-1:])
+        l_rows.append(logits[-1:])
+    return np.concatenate(h_rows), np.concatenate(l_rows), generated
+
+
+def select_prompt(model: Gemma3nForCausalLM, python: str, gguf_path: Path, min_margin: float, window: int) -> dict:
+    candidates = [" ".join(p) for p in itertools.permutations(USER_SENTENCES, 3)]
+    texts = [f"<bos><start_of_turn>user\n{c}<end_of_turn>\n<start_of_turn>model\n" for c in candidates]
+    tok = project_call(python, "tokenize", str(gguf_path), stdin=json.dumps(texts))
+    tried = 0
+    for index, (text, ids) in enumerate(zip(texts, tok["ids"])):
+        if not PROMPT_TOKENS[0] <= len(ids) <= PROMPT_TOKENS[1] or len(ids) <= window:
+            continue
+        # <bos><start_of_turn>user\n ... <end_of_turn>\n<start_of_turn>model\n (gemma3n-facts.md sections 2-3)
+        if ids[:4] != [2, 105, 2364, 107] or ids[-5:] != [106, 107, 105, 4368, 107]:
+            raise SystemExit(f"unexpected chat-template token ids {ids[:4]} ... {ids[-5:]}")
+        tried += 1
+        with reference_numerics(model):
+            result = greedy_reference(model, ids, N_GENERATE, min_margin)
+        if result is not None:
+            hidden, logits, gen = result
+            print(f"prompt candidate {index} ({len(ids)} tokens) after {tried} tries", file=sys.stderr)
+            return {
+                "index": index,
+                "tried": tried,
+                "text": text,
+                "ids": ids,
+                "hidden": hidden,
+                "logits": logits,
+                "greedy": gen,
+                "llama_cpp": tok["llama_cpp"],
+            }
+    raise SystemExit(f"no candidate prompt keeps every greedy margin above {min_margin} ({tried} tried)")
+
+
+def compare(ref_logits: np.ndarray, logits: np.ndarray, ref_hidden: np.ndarray, hidden: np.ndarray, n_prompt: int) -> dict:
+    diff = np.abs(ref_logits - logits)
+    last = n_prompt - 1
+    out = {
+        "logits_max_abs_last": float(diff[last].max()),
+        "logits_rel_l2_last": float(np.linalg.norm(ref_logits[last] - logits[last]) / np.linalg.norm(ref_logits[last])),
+        "logits_max_abs_all": float(diff.max()),
+        "logits_mean_abs_all": float(diff.mean()),
+        "argmax_agree": f"{int(np.sum(np.argmax(ref_logits, -1) == np.argmax(logits, -1)))}/{len(logits)}",
+    }
+    if hidden is not None and hidden.size:
+        hd = np.abs(ref_hidden - hidden)
+        out["hidden_max_abs"] = float(hd.max())
+        out["hidden_rel_l2"] = float(np.linalg.norm(ref_hidden - hidden) / np.linalg.norm(ref_hidden))
+        out["hidden_max_abs_position0"] = float(hd[0].max())
+    return out
+
+
 # --------------------------------------------------------------------------- sensitivity
 
 
 @torch.no_grad()
-def sensitivity(model: Gemma3nForCausalLM, ids: list[int], ref: np.ndarray, n_prompt: int) -> dict:
-    """How far plausible writer bugs move the logits (the tolerance must sit well below these)."""
+def sensitivity(model: Gemma3nForCausalLM, ids: list[int], ref_hidden, ref_logits, n_prompt: int) -> dict:
+    """How far plausible writer bugs move hidden states and logits; tolerances must sit well below."""
     results: dict[str, dict] = {}
     cfg = model.config
     layers = model.model.layers
     sd = model.state_dict()
 
     def run(label: str) -> None:
-        results[label] = compare(ref, forced_logits(model, ids), n_prompt)
-
-    # sliding window off by one
-    saved = [layer.self_attn.sliding_window for layer in layers]
-    cfg.sliding_window += 1
-    for layer in layers:
-        if layer.self_attn.sliding_window is not None:
-            layer.self_attn.sliding_window += 1
-    run("sliding_window_plus_1")
-    cfg.sliding_window -= 1
-    for layer, s in zip(layers, saved):
-        layer.self_attn.sliding_window = s
-
-    # all layers full attention (SWA pattern ignored)
-    saved_types = list(cfg.layer_types)
-    cfg.layer_types = ["full_attention"] * len(saved_types)
-    run("no_sliding_window")
-    cfg.layer_types = saved_types
-
-    # rope thetas swapped
-    rot = model.model.rotary_emb
-    full, slide = rot.full_attention_inv_freq.clone(), rot.sliding_attention_inv_freq.clone()
-    rot.full_attention_inv_freq.copy_(slide)
-    rot.sliding_attention_inv_freq.copy_(full)
-    run("rope_theta_swapped")
-    rot.full_attention_inv_freq.copy_(full)
-    rot.sliding_attention_inv_freq.copy_(slide)
+        with reference_numerics(model):
+            hidden, logits = forward(model, ids)
+        results[label] = compare(ref_logits, logits, ref_hidden, hidden, n_prompt)
 
     def with_tensor(label: str, key: str, fn) -> None:
         original = sd[key].clone()
@@ -559,48 +622,111 @@ def sensitivity(model: Gemma3nForCausalLM, ids: list[int], ref: np.ndarray, n_pr
         run(label)
         sd[key].copy_(original)
 
-    # Gemma 3 style "1 + w" norm shift wrongly applied to one norm
-    with_tensor("norm_shift_plus_1_layer0_q_norm", "model.layers.0.self_attn.q_norm.weight", lambda w: w + 1.0)
-    # stacked altup projections in the wrong order
+    # sliding_window metadata off by one
+    cfg.sliding_window += 1
+    for layer in layers:
+        if layer.self_attn.sliding_window is not None:
+            layer.self_attn.sliding_window += 1
+    run("sliding_window_plus_1")
+    cfg.sliding_window -= 1
+    for layer in layers:
+        if layer.self_attn.sliding_window is not None:
+            layer.self_attn.sliding_window -= 1
+
+    # sliding_window_pattern wrong: every layer global
+    saved_types = list(cfg.layer_types)
+    cfg.layer_types = ["full_attention"] * len(saved_types)
+    run("pattern_all_full_attention")
+    cfg.layer_types = saved_types
+
+    # rope.freq_base and rope.freq_base_swa swapped
+    rot = model.model.rotary_emb
+    full, slide = rot.full_attention_inv_freq.clone(), rot.sliding_attention_inv_freq.clone()
+    rot.full_attention_inv_freq.copy_(slide)
+    rot.sliding_attention_inv_freq.copy_(full)
+    run("rope_bases_swapped")
+    rot.full_attention_inv_freq.copy_(full)
+    rot.sliding_attention_inv_freq.copy_(slide)
+
+    with_tensor("norm_shift_plus_1_on_layer0_q_norm", "model.layers.0.self_attn.q_norm.weight", lambda w: w + 1.0)
     with_tensor(
-        "altup_proj_0_1_swapped",
+        "altup_proj_stack_0_1_swapped",
         "model.altup_projections.0.weight",
         lambda w: sd["model.altup_projections.1.weight"].clone(),
     )
-    # per-layer embedding laid out [256, n_layer] instead of [n_layer, 256]
     n_layer, n_pl = cfg.num_hidden_layers, cfg.hidden_size_per_layer_input
     with_tensor(
-        "per_layer_embd_transposed",
+        "per_layer_embd_rows_as_256_x_n_layer",
         "model.embed_tokens_per_layer.weight",
         lambda w: w.reshape(-1, n_layer, n_pl).transpose(1, 2).reshape(w.shape),
     )
-    # a square matrix transposed (ggml ne order confused with torch order)
-    with_tensor("altup_correct_coef_transposed", "model.layers.0.altup.correction_coefs.weight", lambda w: w.t())
-    # activation sparsity disabled in layer 0
+    with_tensor("altup_correct_coef_transposed_layer0", "model.layers.0.altup.correction_coefs.weight", lambda w: w.t())
+    with_tensor("laurel_post_norm_zero_layer3", "model.layers.3.laurel.post_laurel_norm.weight", lambda w: w * 0)
+
     mlp = layers[0].mlp
     sparsity = mlp.activation_sparsity
     mlp.activation_sparsity = 0.0
     run("layer0_sparsity_off")
     mlp.activation_sparsity = sparsity
-    # llama.cpp's unbiased std in gaussian top-k alone (a real llama.cpp vs transformers difference)
-    with GgmlNumerics(model, unbiased_std=True, gelu_f16=False, kv_f16=False, q8_lm_head=False):
-        run("llama_cpp_unbiased_topk_std_only")
+
+    # stock transformers (biased std in the gaussian top-k): the real llama.cpp-vs-transformers difference
+    hidden, logits = forward(model, ids)
+    results["transformers_stock_biased_topk_std"] = compare(ref_logits, logits, ref_hidden, hidden, n_prompt)
     return results
 
 
 # --------------------------------------------------------------------------- project-venv helpers
 
 
-def project_call(python: str, *args: str) -> dict:
+def project_call(python: str, *args: str, stdin: str = "") -> dict:
     code = PROJECT_HELPER.format(repo=str(REPO))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run([python, "-c", code, *args], input=stdin, capture_output=True, text=True, env=env, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(f"project venv call {args[0]!r} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def pack_reference(logits: np.ndarray, prompt_ids: list[int], gen: list[int]) -> dict[str, np.ndarray]:
+def measure(python: str, gguf_path: Path, model, ids: list[int], n_prompt: int, ref: dict, stock: dict, gen: list[int]) -> dict:
+    """Run llama.cpp (project venv) on the reference tokens and compare with the references."""
+    with GgmlNumerics(model):
+        em_hidden, em_logits = forward(model, ids)
+    out: dict = {
+        "reference_vs_transformers_stock": compare(stock["logits"], ref["logits"], stock["hidden"], ref["hidden"], n_prompt),
+        "reference_vs_full_ggml_emulation": compare(ref["logits"], em_logits, ref["hidden"], em_hidden, n_prompt),
+    }
+    configs = {
+        "llama_cpp_default": {},  # what the CI test uses (llama-cpp-python defaults): f16 KV, no flash attention
+        "llama_cpp_kv_f32": {"kv_f32": True},
+        "llama_cpp_flash_attn": {"flash_attn": True},
+    }
+    for label, flags in configs.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = Path(tmp) / "run.npz"
+            req = {"ids": ids, "n_prompt": n_prompt, "flags": {**flags, "hidden": True}, "out": str(npz)}
+            res = project_call(python, "measure", str(gguf_path), stdin=json.dumps(req))
+            with np.load(npz) as data:
+                logits, hidden = data["logits"], data["hidden"]
+        # llama.cpp's logits are softcap(q8_0(h_llama) @ W): the Q8_0 output matmul explains the logit noise
+        with torch.no_grad():
+            h = torch.from_numpy(hidden)
+            cap = model.config.final_logit_softcapping
+            z_q8 = torch.tanh(torch.nn.functional.linear(q8_0_roundtrip(h), model.lm_head.weight) / cap) * cap
+            z_f32 = torch.tanh(torch.nn.functional.linear(h, model.lm_head.weight) / cap) * cap
+        out[label] = {
+            "flags": flags,
+            "greedy_identical": res["greedy"] == gen,
+            "vs_reference": compare(ref["logits"], logits, ref["hidden"], hidden, n_prompt),
+            "vs_transformers_stock": compare(stock["logits"], logits, stock["hidden"], hidden, n_prompt),
+            "vs_full_ggml_emulation": compare(em_logits, logits, em_hidden, hidden, n_prompt),
+            "logits_minus_softcap_q8_0_own_hidden_max_abs": float(np.abs(z_q8.numpy() - logits).max()),
+            "logits_minus_softcap_f32_own_hidden_max_abs": float(np.abs(z_f32.numpy() - logits).max()),
+        }
+    return out
+
+
+def pack_reference(ref: dict, stock: dict, prompt_ids: list[int], gen: list[int]) -> dict[str, np.ndarray]:
+    logits = ref["logits"]
     n_prompt = len(prompt_ids)
     rng = np.random.default_rng(PROBE_SEED)
     probe = np.sort(rng.choice(VOCAB_SIZE_PER_LAYER_INPUT, size=N_PROBE, replace=False)).astype(np.int32)
@@ -608,6 +734,8 @@ def pack_reference(logits: np.ndarray, prompt_ids: list[int], gen: list[int]) ->
     return {
         "prompt_ids": np.asarray(prompt_ids, dtype=np.int32),
         "greedy_ids": np.asarray(gen, dtype=np.int32),
+        "hidden": ref["hidden"].astype(np.float32),
+        "hidden_transformers_stock": stock["hidden"].astype(np.float32),
         "probe_ids": probe,
         "probe_logits": logits[:, probe].astype(np.float32),
         "topk_ids": top,
@@ -636,35 +764,35 @@ def main() -> int:
     digest = sha256_file(gguf_path)
     print(f"GGUF {gguf_path} sha256 {digest}", file=sys.stderr)
 
-    tok = project_call(args.project_python, "tokenize", str(gguf_path), PROMPT_TEXT)
-    prompt_ids = tok["ids"]
-    # <bos><start_of_turn>user\n ... <end_of_turn>\n<start_of_turn>model\n (gemma3n-facts.md sections 2-3)
-    if prompt_ids[:4] != [2, 105, 2364, 107] or prompt_ids[-5:] != [106, 107, 105, 4368, 107]:
-        raise SystemExit(f"unexpected chat-template token ids {prompt_ids[:4]} ... {prompt_ids[-5:]}")
-
     model, config, meta, notes = build_model(gguf_path)
-    if len(prompt_ids) <= config.sliding_window:
-        raise SystemExit(f"prompt has {len(prompt_ids)} tokens, not more than the sliding window {config.sliding_window}")
-
     t0 = time.time()
-    logits, gen = greedy_reference(model, prompt_ids, N_GENERATE)
-    print(f"reference forward passes in {time.time() - t0:.1f}s; greedy {gen}", file=sys.stderr)
-    all_ids = prompt_ids + gen[:-1]
+    chosen = select_prompt(model, args.project_python, gguf_path, TOLERANCE["min_top1_margin"], config.sliding_window)
+    print(f"prompt selection and reference in {time.time() - t0:.1f}s; greedy {chosen['greedy']}", file=sys.stderr)
+    prompt_ids, gen = chosen["ids"], chosen["greedy"]
     n_prompt = len(prompt_ids)
-    top2 = np.sort(logits, axis=-1)[:, -2:]
-    margins = top2[:, 1] - top2[:, 0]
+    all_ids = prompt_ids + gen[:-1]
+    ref = {"hidden": chosen["hidden"], "logits": chosen["logits"]}
 
-    arrays = pack_reference(logits, prompt_ids, gen)
+    # the hand-rolled forward() is transformers' own forward (logits path) ...
+    with reference_numerics(model), torch.no_grad():
+        hf_logits = model(input_ids=torch.tensor([all_ids]), use_cache=False).logits[0].numpy()
+    if not np.allclose(hf_logits, ref["logits"], atol=1e-4, rtol=0):
+        raise SystemExit("forward() disagrees with Gemma3nForCausalLM.forward")
+    # ... and a full recompute equals the step-by-step greedy rows
+    stock_hidden, stock_logits = forward(model, all_ids)
+    stock = {"hidden": stock_hidden, "logits": stock_logits}
+    margins = top1_margin(ref["logits"])
+
     sidecar: dict = {
-        "description": "transformers Gemma3nForCausalLM reference for a synthetic Gemma 3n GGUF "
-        "(tests/test_text_fidelity.py). Regenerate: /work/refvenv/bin/python tools/make_text_reference.py "
-        f"--preset {args.preset}",
+        "description": "transformers Gemma3nForCausalLM reference for a synthetic Gemma 3n GGUF, compared "
+        "with llama.cpp by tests/test_text_fidelity.py. Regenerate: "
+        f"/work/refvenv/bin/python tools/make_text_reference.py --preset {args.preset}",
         "gguf": {
             "preset": args.preset,
             "file": gguf_path.name,
             "sha256": digest,
             "bytes": gguf_path.stat().st_size,
-            "metadata": _json_safe(meta),
+            "metadata": meta,
             "tensors": notes["tensors"],
             "tied_embeddings": notes["tied_embeddings"],
         },
@@ -672,69 +800,50 @@ def main() -> int:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
-            "gguf": gguf.__version__ if hasattr(gguf, "__version__") else _dist_version("gguf"),
+            "gguf": _dist_version("gguf"),
             "numpy": np.__version__,
-            "llama_cpp_tokenizer": tok["llama_cpp"],
+            "llama_cpp_python_tokenizer_and_measurement": chosen["llama_cpp"],
         },
         "hf_config": config.to_dict(),
         "run": {
+            "model_class": "transformers Gemma3nForCausalLM",
             "dtype": "float32",
             "device": "cpu",
             "attn_implementation": "eager",
             "kv_cache": "none (full recompute per greedy step)",
-            "prompt_text": PROMPT_TEXT,
+            "deviation_from_stock_transformers": "Gemma3nTextMLP._gaussian_topk uses the unbiased std "
+            "(divide by n - 1) as llama.cpp's gemma3n.cpp gaussian_topk does; stock transformers divides by n",
+            "prompt_text": chosen["text"],
+            "prompt_candidate_index": chosen["index"],
+            "prompt_candidates_tried": chosen["tried"],
+            "prompt_selection": "first itertools.permutations(USER_SENTENCES, 3) candidate with "
+            f"{PROMPT_TOKENS[0]}-{PROMPT_TOKENS[1]} tokens whose greedy top-1 margins all exceed min_top1_margin",
             "n_prompt": n_prompt,
             "n_generate": N_GENERATE,
-            "rows": "row r = logits after tokens[0..r] of prompt_ids + greedy_ids[:-1]; "
-            "row n_prompt-1+s predicts greedy_ids[s]",
+            "rows": "row r = after tokens[0..r] of prompt_ids + greedy_ids[:-1]; row n_prompt-1+s predicts greedy_ids[s]",
             "probe": f"{N_PROBE} ids drawn with numpy default_rng({PROBE_SEED}) from the text vocabulary",
             "top_k": TOP_K,
-            "min_top1_margin_prompt_last": float(margins[n_prompt - 1]),
-            "min_top1_margin_greedy": float(margins[n_prompt - 1 :].min()),
-            "logit_abs_max": float(np.abs(logits).max()),
-            "logit_std_last": float(logits[n_prompt - 1].std()),
+            "greedy_top1_margins": [round(float(x), 4) for x in margins[n_prompt - 1 :]],
+            "logit_abs_max": float(np.abs(ref["logits"]).max()),
+            "logit_std_last": float(ref["logits"][n_prompt - 1].std()),
         },
         "tolerance": TOLERANCE,
         "tolerance_rationale": TOLERANCE_RATIONALE,
     }
-
     if not args.no_sensitivity:
         t0 = time.time()
-        sidecar["sensitivity"] = sensitivity(model, all_ids, logits, n_prompt)
+        sidecar["sensitivity"] = sensitivity(model, all_ids, ref["hidden"], ref["logits"], n_prompt)
         print(f"sensitivity runs in {time.time() - t0:.1f}s", file=sys.stderr)
-
     if not args.no_measure:
-        sidecar["measured"] = measure(args.project_python, gguf_path, model, all_ids, n_prompt, logits, gen)
+        sidecar["measured"] = measure(args.project_python, gguf_path, model, all_ids, n_prompt, ref, stock, gen)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     npz_path = args.out_dir / f"{name}.npz"
     json_path = args.out_dir / f"{name}.json"
-    np.savez_compressed(npz_path, **arrays)
+    np.savez_compressed(npz_path, **pack_reference(ref, stock, prompt_ids, gen))
     json_path.write_text(json.dumps(_json_safe(sidecar), indent=2, default=_json_default, allow_nan=False) + "\n")
     print(f"wrote {npz_path} ({npz_path.stat().st_size} bytes) and {json_path}", file=sys.stderr)
     return 0
-
-
-def measure(python: str, gguf_path: Path, model, all_ids: list[int], n_prompt: int, ref: np.ndarray, gen: list[int]) -> dict:
-    """Run llama.cpp (project venv) on the reference tokens; compare with plain and ggml-emulating HF."""
-    out: dict = {}
-    with GgmlNumerics(model):
-        emulated = forced_logits(model, all_ids)
-    out["hf_ggml_emulation_vs_hf"] = compare(ref, emulated, n_prompt)
-    configs = {
-        "default": {},  # what the CI test uses (llama-cpp-python defaults): f16 KV cache, no flash attention
-        "kv_f32": {"kv_f32": True},
-        "flash_attn": {"flash_attn": True},
-    }
-    for label, flags in configs.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            npy = Path(tmp) / "logits.npy"
-            res = project_call(python, "measure", str(gguf_path), json.dumps(all_ids), str(n_prompt), str(npy), json.dumps(flags))
-            llama = np.load(npy)
-        entry = {"flags": flags, "vs_hf": compare(ref, llama, n_prompt), "vs_hf_ggml_emulation": compare(emulated, llama, n_prompt)}
-        entry["greedy_identical"] = res["greedy"] == gen
-        out[label] = entry
-    return out
 
 
 def _dist_version(dist: str) -> str:
@@ -755,18 +864,14 @@ def _json_safe(obj):
 
 
 def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
+    if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, (np.floating,)):
+    if isinstance(obj, np.floating):
         return float(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, float) and math.isinf(obj):
-        return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj)}")
 
-
-TOLERANCE_RATIONALE = "filled in after measurement"
 
 if __name__ == "__main__":
     sys.exit(main())

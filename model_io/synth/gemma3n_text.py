@@ -179,7 +179,9 @@ def tensor_plan(preset: TextPreset) -> list[TensorSpec]:
             zero_rows_from=GEMMA3_TEXT_VOCAB,
         ),
         TensorSpec("altup_proj.weight", (d, d, N_ALTUP - 1), p.small_matrix_type, std=1.0 / math.sqrt(d)),
-        TensorSpec("altup_unembd_proj.weight", (d, d, N_ALTUP - 1), p.small_matrix_type, std=1.0 / math.sqrt(d)),
+        TensorSpec(
+            "altup_unembd_proj.weight", (d, d, N_ALTUP - 1), p.small_matrix_type, std=1.0 / math.sqrt(d)
+        ),
         matrix("per_layer_model_proj.weight", d, p.ple_width, p.small_matrix_type),
         norm("per_layer_proj_norm.weight", PER_LAYER_WIDTH),
         norm("output_norm.weight"),
@@ -217,7 +219,9 @@ def _layer_plan(p: TextPreset, i: int, norm, matrix) -> list[TensorSpec]:  # typ
         TensorSpec(b + "altup_router.weight", (d, N_ALTUP), Q.F32, std=1.0 / math.sqrt(d)),
         norm(b + "altup_router_norm.weight"),
         TensorSpec(b + "laurel_l.weight", (d, LAUREL_RANK), p.small_matrix_type, std=1.0 / math.sqrt(d)),
-        TensorSpec(b + "laurel_r.weight", (LAUREL_RANK, d), p.small_matrix_type, std=1.0 / math.sqrt(LAUREL_RANK)),
+        TensorSpec(
+            b + "laurel_r.weight", (LAUREL_RANK, d), p.small_matrix_type, std=1.0 / math.sqrt(LAUREL_RANK)
+        ),
         norm(b + "laurel_post_norm.weight"),
     ]
 

@@ -77,7 +77,7 @@ def random_tensor_chunks(
         if zero_rows_from is not None and first + rows > zero_rows_from:
             start = max(0, zero_rows_from - first)
             chunk.reshape(rows, row_bytes)[start:] = 0
-        yield memoryview(chunk)
+        yield memoryview(chunk.data)
 
 
 def _random_rows(
@@ -89,7 +89,9 @@ def _random_rows(
     rng: np.random.Generator,
 ) -> np.ndarray:
     if qtype in FLOAT_TYPES:
-        values = rng.standard_normal((rows, row_elements), dtype=np.float32) * np.float32(std) + np.float32(mean)
+        values = rng.standard_normal((rows, row_elements), dtype=np.float32) * np.float32(std) + np.float32(
+            mean
+        )
         return values.astype(FLOAT_TYPES[qtype]).view(np.uint8).reshape(-1)
     if mean != 0.0:
         raise ValueError("quantized random tensors are generated with zero mean")
@@ -113,7 +115,7 @@ def _calibrated_scales(qtype: GGMLQuantizationType, std: float) -> tuple[float, 
     """Find (d, dmin) giving zero mean and standard deviation ``std`` for random blocks."""
     if qtype not in BLOCK_LAYOUTS:
         raise ValueError(f"random {qtype.name} tensors are not supported")
-    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    _, type_size = GGML_QUANT_SIZES[qtype]
     rng = np.random.default_rng(1234)
     sample = np.frombuffer(rng.bytes(type_size * 4096), dtype=np.uint8).copy().reshape(-1, type_size)
     scaled = _dequantized(sample, qtype, 1.0, 0.0)

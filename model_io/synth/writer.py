@@ -84,7 +84,9 @@ def cached_text_model(preset: str = "tiny", *, progress: Progress | None = None)
     return target
 
 
-def _write_tensor_data(writer: GGUFWriter, plan: list[TensorSpec], seed: int, progress: Progress | None) -> None:
+def _write_tensor_data(
+    writer: GGUFWriter, plan: list[TensorSpec], seed: int, progress: Progress | None
+) -> None:
     assert writer.fout is not None
     handle = writer.fout[0]
     total = sum(tensor_nbytes(t.qtype, math.prod(t.shape)) for t in plan)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages Gemma Desk needs (only those missing).
+#   app:  compiler + CMake to build llama.cpp, PortAudio, the libraries Qt's xcb plugin loads
+#   test: the same (the suite runs the real llama.cpp)
+# On other systems this prints what to install and returns.
+set -euo pipefail
+
+packages=(build-essential cmake python3-venv python3-dev libgomp1 libportaudio2 libgl1 libegl1
+          libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 fontconfig)
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "gemma-desk setup: not a Debian/Ubuntu system; install a C/C++ compiler, CMake and PortAudio yourself (see README)." >&2
+    exit 0
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+    sudo_cmd=(sudo)
+fi
+echo "gemma-desk setup: installing ${missing[*]}" >&2
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
