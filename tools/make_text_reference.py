@@ -110,30 +110,36 @@ PROBE_SEED = 20251122
 
 # Tolerances the CI test applies (tests/test_text_fidelity.py reads them from the sidecar).
 TOLERANCE = {
-    "hidden_max_abs": 0.03,  # final normed hidden state (llama.cpp embeddings), every position
-    "hidden_rel_l2": 3e-3,  # ||llama - ref|| / ||ref|| over all positions' hidden states
-    "logits_max_abs": 0.15,  # any stored logit (full vocab at two positions, probe + top-64 everywhere)
-    "logits_rel_l2": 0.015,  # ||llama - ref|| / ||ref|| of the full logits at the last prompt position
+    "hidden_max_abs": 0.05,  # final normed hidden state (llama.cpp embeddings), any element, any position
+    "hidden_rel_l2": 5e-3,  # ||llama - ref|| / ||ref|| over all positions' hidden states
+    "logits_max_abs": 0.2,  # any checked logit (full vocab at two positions, probe + top-64 everywhere)
+    "logits_rel_l2": 0.015,  # ||llama - ref|| / ||ref|| of the full logits at the last prompt and final rows
     "min_top1_margin": 0.1,  # reference top-1 minus top-2 logit at every greedy step
 }
 TOLERANCE_RATIONALE = {
+    "reference": "stock transformers except llama.cpp's unbiased std in the gaussian top-k (module "
+    "docstring); without that, llama.cpp differs by ~0.5 in hidden states and ~1.8 in logits "
+    "(measured.*.vs_transformers_stock), which is a real llama.cpp-vs-transformers difference, not "
+    "a writer bug.",
     "noise_sources": [
-        "Q8_0 output projection: ggml quantizes the 64-dim final hidden state to Q8_0 (2 blocks of 32, "
-        "8-bit, fp16 scale) before the dot product with the Q8_0 token_embd; llama.cpp's logits equal "
-        "softcap(q8_0(h_llama) @ W) to 5e-6, so this alone moves single logits by up to ~0.065 "
-        "(4-5 sigma of ~0.012 over 262400 logits).",
+        "Q8_0 output projection: ggml quantizes the final hidden state to Q8_0 (blocks of 32, 8-bit, "
+        "fp16 scale) before the dot product with the Q8_0 token_embd. llama.cpp's logits equal "
+        "softcap(q8_0(h_llama) @ W) to ~5e-6 but differ from softcap(h_llama @ W) by ~0.07 "
+        "(measured.*.logits_minus_softcap_*): this dominates the logit error.",
         "f16 KV cache (llama-cpp-python default) and f16 rounding of Q and of the attention weights "
-        "in the K*Q / V*softmax matmuls.",
+        "in ggml's K*Q and V*softmax matmuls; kv_f32 cuts the hidden-state error ~4x.",
         "GELU through ggml-cpu's fp16 lookup table (GGML_GELU_FP16): input and output rounded to fp16.",
-        "Emulating these in transformers makes the hidden state at position 0 bit-identical and cuts "
-        "the hidden-state relative error from ~1.2e-3 to ~7.6e-4 (see measured.*emulation*).",
+        "Emulating GELU-f16, f16 Q/K/V and the Q8_0 activations in transformers makes llama.cpp's "
+        "position-0 hidden state agree to ~2.5e-6 (a single token has no attention mixing, so the "
+        "whole per-token path - embeddings, PLE, AltUp, LAuReL, sparse FFN, norms - is exact).",
     ],
-    "choice": "Hidden-state tolerances are ~3x the measured llama.cpp-vs-reference error and the logit "
-    "tolerances ~2-3x; the smallest writer-bug effect in 'sensitivity' (one 4x4 AltUp coefficient "
-    "matrix transposed) is still several times above them on at least one checked quantity, and "
-    "layout/metadata bugs (sliding window off by one, PLE layout, AltUp stacking order, norm shift, "
-    "rope bases, sparsity) are 10-100x above them. min_top1_margin keeps greedy steps ~6 sigma clear "
-    "of the logit-difference noise.",
+    "choice": "Tolerances are ~2-3x the largest error measured for llama.cpp's default, kv_f32 and "
+    "flash-attention configurations (measured.*.vs_reference). The weakest writer bug tried "
+    "(one 4x4 AltUp correction matrix transposed, sensitivity.altup_correct_coef_transposed_layer0) "
+    "still exceeds them ~2-3x on hidden states and logits; layout/metadata bugs (sliding window off "
+    "by one, SWA pattern, rope bases, PLE layout, AltUp stacking order, norm shift, sparsity) exceed "
+    "them 10-100x. min_top1_margin keeps every greedy step several times the logit-difference noise "
+    "clear of a tie.",
 }
 
 PROJECT_HELPER = r"""
@@ -156,7 +162,9 @@ elif mode == "measure":
     from test_text_fidelity import run_llama_cpp
     req = json.loads(sys.stdin.read())
     ids, n_prompt = req["ids"], req["n_prompt"]
-    out = run_llama_cpp(Path(sys.argv[2]), ids[:n_prompt], len(ids) - n_prompt + 1, forced=ids[n_prompt:], **req["flags"])
+    out = run_llama_cpp(
+        Path(sys.argv[2]), ids[:n_prompt], len(ids) - n_prompt + 1, forced=ids[n_prompt:], **req["flags"]
+    )
     np.savez(req["out"], logits=out.logits, hidden=out.hidden if out.hidden is not None else np.zeros(0))
     print(json.dumps({{"greedy": out.greedy}}))
 """
@@ -213,7 +221,9 @@ def read_metadata(reader: GGUFReader) -> dict:
             reader, key(K.LLM.EMBD_LENGTH_PER_LAYER_INP), required=False
         ),
         "shared_kv_layers": _field_value(reader, key(K.Attention.SHARED_KV_LAYERS), required=False),
-        "activation_sparsity_scale": _field_value(reader, key(K.LLM.ACTIVATION_SPARSITY_SCALE), required=False),
+        "activation_sparsity_scale": _field_value(
+            reader, key(K.LLM.ACTIVATION_SPARSITY_SCALE), required=False
+        ),
         "attn_logit_softcapping": _field_value(reader, key(K.LLM.ATTN_LOGIT_SOFTCAPPING), required=False),
         "bos_token_id": _field_value(reader, K.Tokenizer.BOS_ID, required=False),
         "eos_token_id": _field_value(reader, K.Tokenizer.EOS_ID, required=False),
@@ -222,7 +232,7 @@ def read_metadata(reader: GGUFReader) -> dict:
     return meta
 
 
-def build_config(meta: dict) -> Gemma3nTextConfig:
+def build_config(meta: dict, *, tied_embeddings: bool = True) -> Gemma3nTextConfig:
     """Gemma3nTextConfig as llama.cpp interprets the GGUF (including its hard-coded constants)."""
     n_layer = int(meta["block_count"])
     n_embd = int(meta["embedding_length"])
@@ -235,14 +245,17 @@ def build_config(meta: dict) -> Gemma3nTextConfig:
     if isinstance(n_ff, list):
         if len(set(n_ff)) != 1:
             # llama.cpp's gemma3n graph uses one n_ff for all layers (gemma3n-facts.md section 8)
-            raise SystemExit(f"per-layer feed_forward_length {n_ff} is not supported by llama.cpp's gemma3n graph")
+            raise SystemExit(
+                f"per-layer feed_forward_length {n_ff} is not supported by llama.cpp's gemma3n graph"
+            )
         n_ff = n_ff[0]
     n_ff = int(n_ff)
 
     pattern = meta["sliding_window_pattern"]
     if not isinstance(pattern, list) or len(pattern) != n_layer:
         raise SystemExit(
-            f"{ARCH}.attention.sliding_window_pattern must be a bool array with one entry per layer, got {pattern!r}"
+            f"{ARCH}.attention.sliding_window_pattern must be a bool array with one entry per layer, "
+            f"got {pattern!r}"
         )
     layer_types = ["sliding_attention" if bool(p) else "full_attention" for p in pattern]
 
@@ -262,10 +275,13 @@ def build_config(meta: dict) -> Gemma3nTextConfig:
         want = [LLAMA_CPP_SPARSITY_STD_MUL if s > 0 else 0.0 for s in sparsity]
         # the converter writes icdf(0.0) = -inf for dense layers
         ok = len(scales) == n_layer and all(
-            (w == 0.0 and (math.isinf(s) or s == 0.0)) or abs(s - w) < 1e-6 for s, w in zip(scales, want)
+            (w == 0.0 and (math.isinf(s) or s == 0.0)) or abs(s - w) < 1e-6
+            for s, w in zip(scales, want, strict=True)
         )
         if not ok:
-            raise SystemExit(f"activation_sparsity_scale {scales} disagrees with llama.cpp's hard-coded pattern")
+            raise SystemExit(
+                f"activation_sparsity_scale {scales} disagrees with llama.cpp's hard-coded pattern"
+            )
     if meta["attn_logit_softcapping"] not in (None, 0.0):
         raise SystemExit("Gemma 3n has no attention logit softcapping")
 
@@ -285,7 +301,7 @@ def build_config(meta: dict) -> Gemma3nTextConfig:
         pad_token_id=int(meta["pad_token_id"]) if meta["pad_token_id"] is not None else 0,
         eos_token_id=int(meta["eos_token_id"]) if meta["eos_token_id"] is not None else 1,
         bos_token_id=int(meta["bos_token_id"]) if meta["bos_token_id"] is not None else 2,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied_embeddings,
         rope_parameters={
             "full_attention": {"rope_type": "default", "rope_theta": float(meta["rope_freq_base"])},
             "sliding_attention": {"rope_type": "default", "rope_theta": float(meta["rope_freq_base_swa"])},
@@ -317,7 +333,9 @@ def _check_kv_sharing(config: Gemma3nTextConfig) -> None:
                 raise SystemExit(f"transformers shares KV of layer {il}, llama.cpp of layer {want}")
 
 
-def load_gguf_state_dict(reader: GGUFReader, config: Gemma3nTextConfig, hf_keys: list[str]) -> tuple[dict, dict]:
+def load_gguf_state_dict(
+    reader: GGUFReader, config: Gemma3nTextConfig, hf_keys: list[str]
+) -> tuple[dict, dict]:
     """Dequantize every GGUF tensor and return (HF state dict, per-tensor notes)."""
     tensors = {t.name: t for t in reader.tensors}
     used: set[str] = set()
@@ -351,12 +369,18 @@ def load_gguf_state_dict(reader: GGUFReader, config: Gemma3nTextConfig, hf_keys:
         if key == "lm_head.weight":
             continue  # filled below (tied or output.weight)
         if key.startswith("model.altup_projections.") or key.startswith("model.altup_unembed_projections."):
-            stacked = "altup_proj.weight" if key.startswith("model.altup_projections.") else "altup_unembd_proj.weight"
+            stacked = (
+                "altup_proj.weight"
+                if key.startswith("model.altup_projections.")
+                else "altup_unembd_proj.weight"
+            )
             arr = cached(stacked)
             if arr.shape != (LLAMA_CPP_N_ALTUP - 1, n_embd, n_embd):
-                raise SystemExit(f"{stacked}: numpy shape {arr.shape}, want {(LLAMA_CPP_N_ALTUP - 1, n_embd, n_embd)}")
+                raise SystemExit(
+                    f"{stacked}: numpy shape {arr.shape}, want {(LLAMA_CPP_N_ALTUP - 1, n_embd, n_embd)}"
+                )
             idx = int(key.split(".")[2])
-            state[key] = torch.from_numpy(np.ascontiguousarray(arr[idx]))
+            state[key] = torch.from_numpy(np.array(arr[idx], dtype=np.float32, order="C", copy=True))
             continue
         lookup = key + ".weight" if key.endswith("correct_output_scale") else key
         gname = tmap.get_name(lookup, try_suffixes=(".weight",))
@@ -368,7 +392,9 @@ def load_gguf_state_dict(reader: GGUFReader, config: Gemma3nTextConfig, hf_keys:
                 raise SystemExit(f"per_layer_token_embd has {arr.shape[0]} rows, want {VOCAB_SIZE}")
             pad = arr[VOCAB_SIZE_PER_LAYER_INPUT:]
             if np.any(pad != 0):
-                raise SystemExit("per_layer_token_embd rows >= 262144 must be zero (converter pads with zeros)")
+                raise SystemExit(
+                    "per_layer_token_embd rows >= 262144 must be zero (converter pads with zeros)"
+                )
             notes[gname]["padded_rows_zero"] = True
             arr = arr[:VOCAB_SIZE_PER_LAYER_INPUT]
         state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
@@ -377,7 +403,14 @@ def load_gguf_state_dict(reader: GGUFReader, config: Gemma3nTextConfig, hf_keys:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     else:
         state["lm_head.weight"] = torch.from_numpy(np.ascontiguousarray(cached("output.weight")))
-    unused = sorted(set(tensors) - used)
+    # KV-sharing layers keep their (unused) K/V weights in the GGUF; transformers has none
+    first_shared = config.num_hidden_layers - config.num_kv_shared_layers
+    shared_kv = {
+        f"blk.{i}.{part}.weight"
+        for i in range(first_shared, config.num_hidden_layers)
+        for part in ("attn_k", "attn_v", "attn_k_norm")
+    }
+    unused = sorted(set(tensors) - used - shared_kv)
     if unused:
         raise SystemExit(f"GGUF tensors not consumed by the HF model: {unused}")
     return state, {"tied_embeddings": tied, "tensors": notes}
@@ -387,7 +420,8 @@ def build_model(gguf_path: Path) -> tuple[Gemma3nForCausalLM, Gemma3nTextConfig,
     t0 = time.time()
     reader = GGUFReader(gguf_path)
     meta = read_metadata(reader)
-    config = build_config(meta)
+    # no output.weight: the converter ties the LM head to token_embd (llama.cpp TENSOR_DUPLICATED)
+    config = build_config(meta, tied_embeddings=all(t.name != "output.weight" for t in reader.tensors))
     _check_kv_sharing(config)
     print(f"read GGUF metadata in {time.time() - t0:.1f}s", file=sys.stderr)
     torch.manual_seed(0)
@@ -395,14 +429,12 @@ def build_model(gguf_path: Path) -> tuple[Gemma3nForCausalLM, Gemma3nTextConfig,
     model.config._attn_implementation = "eager"
     hf_keys = list(model.state_dict().keys())
     state, notes = load_gguf_state_dict(reader, config, hf_keys)
-    if not notes["tied_embeddings"]:
-        model.config.tie_word_embeddings = False
     result = model.load_state_dict(state, strict=True)
     if result.missing_keys or result.unexpected_keys:
         raise SystemExit(f"strict load failed: {result}")
-    if notes["tied_embeddings"]:
-        if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
-            raise SystemExit("lm_head is not tied to embed_tokens after loading")
+    tied_ok = model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    if notes["tied_embeddings"] and not tied_ok:
+        raise SystemExit("lm_head is not tied to embed_tokens after loading")
     # torch.equal over every tensor: the model holds exactly the dequantized GGUF weights
     for key, value in model.state_dict().items():
         if not torch.equal(value, state[key]):
@@ -450,7 +482,9 @@ class GgmlNumerics:
     others model ggml's float shortcuts and are used only to attribute the measured residual.
     """
 
-    def __init__(self, model: Gemma3nForCausalLM, *, unbiased_std=True, gelu_f16=True, kv_f16=True, q8_lm_head=True):
+    def __init__(
+        self, model: Gemma3nForCausalLM, *, unbiased_std=True, gelu_f16=True, kv_f16=True, q8_lm_head=True
+    ):
         self.model = model
         self.flags = dict(unbiased_std=unbiased_std, gelu_f16=gelu_f16, kv_f16=kv_f16, q8_lm_head=q8_lm_head)
         self._undo: list = []
@@ -552,12 +586,14 @@ def greedy_reference(
     return np.concatenate(h_rows), np.concatenate(l_rows), generated
 
 
-def select_prompt(model: Gemma3nForCausalLM, python: str, gguf_path: Path, min_margin: float, window: int) -> dict:
+def select_prompt(
+    model: Gemma3nForCausalLM, python: str, gguf_path: Path, min_margin: float, window: int
+) -> dict:
     candidates = [" ".join(p) for p in itertools.permutations(USER_SENTENCES, 3)]
     texts = [f"<bos><start_of_turn>user\n{c}<end_of_turn>\n<start_of_turn>model\n" for c in candidates]
     tok = project_call(python, "tokenize", str(gguf_path), stdin=json.dumps(texts))
     tried = 0
-    for index, (text, ids) in enumerate(zip(texts, tok["ids"])):
+    for index, (text, ids) in enumerate(zip(texts, tok["ids"], strict=True)):
         if not PROMPT_TOKENS[0] <= len(ids) <= PROMPT_TOKENS[1] or len(ids) <= window:
             continue
         # <bos><start_of_turn>user\n ... <end_of_turn>\n<start_of_turn>model\n (gemma3n-facts.md sections 2-3)
@@ -582,12 +618,16 @@ def select_prompt(model: Gemma3nForCausalLM, python: str, gguf_path: Path, min_m
     raise SystemExit(f"no candidate prompt keeps every greedy margin above {min_margin} ({tried} tried)")
 
 
-def compare(ref_logits: np.ndarray, logits: np.ndarray, ref_hidden: np.ndarray, hidden: np.ndarray, n_prompt: int) -> dict:
+def compare(
+    ref_logits: np.ndarray, logits: np.ndarray, ref_hidden: np.ndarray, hidden: np.ndarray, n_prompt: int
+) -> dict:
     diff = np.abs(ref_logits - logits)
     last = n_prompt - 1
     out = {
         "logits_max_abs_last": float(diff[last].max()),
-        "logits_rel_l2_last": float(np.linalg.norm(ref_logits[last] - logits[last]) / np.linalg.norm(ref_logits[last])),
+        "logits_rel_l2_last": float(
+            np.linalg.norm(ref_logits[last] - logits[last]) / np.linalg.norm(ref_logits[last])
+        ),
         "logits_max_abs_all": float(diff.max()),
         "logits_mean_abs_all": float(diff.mean()),
         "argmax_agree": f"{int(np.sum(np.argmax(ref_logits, -1) == np.argmax(logits, -1)))}/{len(logits)}",
@@ -648,7 +688,9 @@ def sensitivity(model: Gemma3nForCausalLM, ids: list[int], ref_hidden, ref_logit
     rot.full_attention_inv_freq.copy_(full)
     rot.sliding_attention_inv_freq.copy_(slide)
 
-    with_tensor("norm_shift_plus_1_on_layer0_q_norm", "model.layers.0.self_attn.q_norm.weight", lambda w: w + 1.0)
+    with_tensor(
+        "norm_shift_plus_1_on_layer0_q_norm", "model.layers.0.self_attn.q_norm.weight", lambda w: w + 1.0
+    )
     with_tensor(
         "altup_proj_stack_0_1_swapped",
         "model.altup_projections.0.weight",
@@ -660,8 +702,14 @@ def sensitivity(model: Gemma3nForCausalLM, ids: list[int], ref_hidden, ref_logit
         "model.embed_tokens_per_layer.weight",
         lambda w: w.reshape(-1, n_layer, n_pl).transpose(1, 2).reshape(w.shape),
     )
-    with_tensor("altup_correct_coef_transposed_layer0", "model.layers.0.altup.correction_coefs.weight", lambda w: w.t())
-    with_tensor("laurel_post_norm_zero_layer3", "model.layers.3.laurel.post_laurel_norm.weight", lambda w: w * 0)
+    with_tensor(
+        "altup_correct_coef_transposed_layer0",
+        "model.layers.0.altup.correction_coefs.weight",
+        lambda w: w.t(),
+    )
+    with_tensor(
+        "laurel_post_norm_zero_layer3", "model.layers.3.laurel.post_laurel_norm.weight", lambda w: w * 0
+    )
 
     mlp = layers[0].mlp
     sparsity = mlp.activation_sparsity
@@ -681,22 +729,31 @@ def sensitivity(model: Gemma3nForCausalLM, ids: list[int], ref_hidden, ref_logit
 def project_call(python: str, *args: str, stdin: str = "") -> dict:
     code = PROJECT_HELPER.format(repo=str(REPO))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([python, "-c", code, *args], input=stdin, capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [python, "-c", code, *args], input=stdin, capture_output=True, text=True, env=env, cwd=REPO
+    )
     if proc.returncode != 0:
         raise SystemExit(f"project venv call {args[0]!r} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(python: str, gguf_path: Path, model, ids: list[int], n_prompt: int, ref: dict, stock: dict, gen: list[int]) -> dict:
+def measure(
+    python: str, gguf_path: Path, model, ids: list[int], n_prompt: int, ref: dict, stock: dict, gen: list[int]
+) -> dict:
     """Run llama.cpp (project venv) on the reference tokens and compare with the references."""
     with GgmlNumerics(model):
         em_hidden, em_logits = forward(model, ids)
     out: dict = {
-        "reference_vs_transformers_stock": compare(stock["logits"], ref["logits"], stock["hidden"], ref["hidden"], n_prompt),
-        "reference_vs_full_ggml_emulation": compare(ref["logits"], em_logits, ref["hidden"], em_hidden, n_prompt),
+        "reference_vs_transformers_stock": compare(
+            stock["logits"], ref["logits"], stock["hidden"], ref["hidden"], n_prompt
+        ),
+        "reference_vs_full_ggml_emulation": compare(
+            ref["logits"], em_logits, ref["hidden"], em_hidden, n_prompt
+        ),
     }
     configs = {
-        "llama_cpp_default": {},  # what the CI test uses (llama-cpp-python defaults): f16 KV, no flash attention
+        # what the CI test uses (llama-cpp-python defaults): f16 KV cache, no flash attention
+        "llama_cpp_default": {},
         "llama_cpp_kv_f32": {"kv_f32": True},
         "llama_cpp_flash_attn": {"flash_attn": True},
     }
@@ -753,7 +810,9 @@ def main() -> int:
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
     parser.add_argument("--name", help="output stem (default: gemma3n_<preset>_text)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-measure", action="store_true", help="skip measuring llama.cpp against the reference")
+    parser.add_argument(
+        "--no-measure", action="store_true", help="skip measuring llama.cpp against the reference"
+    )
     parser.add_argument("--no-sensitivity", action="store_true", help="skip the writer-bug sensitivity runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -766,8 +825,13 @@ def main() -> int:
 
     model, config, meta, notes = build_model(gguf_path)
     t0 = time.time()
-    chosen = select_prompt(model, args.project_python, gguf_path, TOLERANCE["min_top1_margin"], config.sliding_window)
-    print(f"prompt selection and reference in {time.time() - t0:.1f}s; greedy {chosen['greedy']}", file=sys.stderr)
+    chosen = select_prompt(
+        model, args.project_python, gguf_path, TOLERANCE["min_top1_margin"], config.sliding_window
+    )
+    print(
+        f"prompt selection and reference in {time.time() - t0:.1f}s; greedy {chosen['greedy']}",
+        file=sys.stderr,
+    )
     prompt_ids, gen = chosen["ids"], chosen["greedy"]
     n_prompt = len(prompt_ids)
     all_ids = prompt_ids + gen[:-1]
@@ -812,15 +876,18 @@ def main() -> int:
             "attn_implementation": "eager",
             "kv_cache": "none (full recompute per greedy step)",
             "deviation_from_stock_transformers": "Gemma3nTextMLP._gaussian_topk uses the unbiased std "
-            "(divide by n - 1) as llama.cpp's gemma3n.cpp gaussian_topk does; stock transformers divides by n",
+            "(divide by n - 1) as llama.cpp's gemma3n.cpp gaussian_topk does; stock transformers "
+            "divides by n",
             "prompt_text": chosen["text"],
             "prompt_candidate_index": chosen["index"],
             "prompt_candidates_tried": chosen["tried"],
             "prompt_selection": "first itertools.permutations(USER_SENTENCES, 3) candidate with "
-            f"{PROMPT_TOKENS[0]}-{PROMPT_TOKENS[1]} tokens whose greedy top-1 margins all exceed min_top1_margin",
+            f"{PROMPT_TOKENS[0]}-{PROMPT_TOKENS[1]} tokens whose greedy top-1 margins all exceed "
+            "min_top1_margin",
             "n_prompt": n_prompt,
             "n_generate": N_GENERATE,
-            "rows": "row r = after tokens[0..r] of prompt_ids + greedy_ids[:-1]; row n_prompt-1+s predicts greedy_ids[s]",
+            "rows": "row r = after tokens[0..r] of prompt_ids + greedy_ids[:-1]; "
+            "row n_prompt-1+s predicts greedy_ids[s]",
             "probe": f"{N_PROBE} ids drawn with numpy default_rng({PROBE_SEED}) from the text vocabulary",
             "top_k": TOP_K,
             "greedy_top1_margins": [round(float(x), 4) for x in margins[n_prompt - 1 :]],
@@ -835,13 +902,17 @@ def main() -> int:
         sidecar["sensitivity"] = sensitivity(model, all_ids, ref["hidden"], ref["logits"], n_prompt)
         print(f"sensitivity runs in {time.time() - t0:.1f}s", file=sys.stderr)
     if not args.no_measure:
-        sidecar["measured"] = measure(args.project_python, gguf_path, model, all_ids, n_prompt, ref, stock, gen)
+        sidecar["measured"] = measure(
+            args.project_python, gguf_path, model, all_ids, n_prompt, ref, stock, gen
+        )
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     npz_path = args.out_dir / f"{name}.npz"
     json_path = args.out_dir / f"{name}.json"
     np.savez_compressed(npz_path, **pack_reference(ref, stock, prompt_ids, gen))
-    json_path.write_text(json.dumps(_json_safe(sidecar), indent=2, default=_json_default, allow_nan=False) + "\n")
+    json_path.write_text(
+        json.dumps(_json_safe(sidecar), indent=2, default=_json_default, allow_nan=False) + "\n"
+    )
     print(f"wrote {npz_path} ({npz_path.stat().st_size} bytes) and {json_path}", file=sys.stderr)
     return 0
 

@@ -72,6 +72,29 @@ def _every_fifth(n_layer: int) -> tuple[int, ...]:
     return tuple(i for i in range(n_layer) if (i + 1) % 5 == 0)
 
 
+def _full_size(name: str, *, n_layer: int, n_ff: int, seed: int, size: str) -> TextPreset:
+    """The published E2B/E4B shapes (they differ only in depth and FFN width) in a Q4_K_M-like mix."""
+    return TextPreset(
+        name=name,
+        n_embd=2048,
+        n_layer=n_layer,
+        n_head=8,
+        n_head_kv=2,
+        head_dim=256,
+        n_ff=n_ff,
+        sliding_window=512,
+        full_attention_layers=_every_fifth(n_layer),
+        token_embd_type=Q.Q6_K,
+        ple_type=Q.Q6_K,
+        matrix_type=Q.Q4_K,
+        matrix_more_bits_type=Q.Q6_K,
+        small_matrix_type=Q.F16,
+        file_type=LLAMA_FTYPE_MOSTLY_Q4_K_M,
+        seed=seed,
+        description=f"full Gemma 3n {name.upper()} shapes, Q4_K_M-like types ({size})",
+    )
+
+
 PRESETS: dict[str, TextPreset] = {
     "tiny": TextPreset(
         name="tiny",
@@ -92,44 +115,8 @@ PRESETS: dict[str, TextPreset] = {
         seed=3,
         description="4 layers at width 64; builds in seconds; used by the test suite",
     ),
-    "e2b": TextPreset(
-        name="e2b",
-        n_embd=2048,
-        n_layer=30,
-        n_head=8,
-        n_head_kv=2,
-        head_dim=256,
-        n_ff=8192,
-        sliding_window=512,
-        full_attention_layers=_every_fifth(30),
-        token_embd_type=Q.Q6_K,
-        ple_type=Q.Q6_K,
-        matrix_type=Q.Q4_K,
-        matrix_more_bits_type=Q.Q6_K,
-        small_matrix_type=Q.F16,
-        file_type=LLAMA_FTYPE_MOSTLY_Q4_K_M,
-        seed=2,
-        description="full Gemma 3n E2B shapes, Q4_K_M-like types (≈3 GB)",
-    ),
-    "e4b": TextPreset(
-        name="e4b",
-        n_embd=2048,
-        n_layer=35,
-        n_head=8,
-        n_head_kv=2,
-        head_dim=256,
-        n_ff=16384,
-        sliding_window=512,
-        full_attention_layers=_every_fifth(35),
-        token_embd_type=Q.Q6_K,
-        ple_type=Q.Q6_K,
-        matrix_type=Q.Q4_K,
-        matrix_more_bits_type=Q.Q6_K,
-        small_matrix_type=Q.F16,
-        file_type=LLAMA_FTYPE_MOSTLY_Q4_K_M,
-        seed=4,
-        description="full Gemma 3n E4B shapes, Q4_K_M-like types (≈4.5 GB)",
-    ),
+    "e2b": _full_size("e2b", n_layer=30, n_ff=8192, seed=2, size="≈3 GB"),
+    "e4b": _full_size("e4b", n_layer=35, n_ff=16384, seed=4, size="≈4.5 GB"),
 }
 
 
