@@ -206,10 +206,12 @@ def _print_event(event: object, args: argparse.Namespace) -> None:
     if isinstance(event, TextDelta):
         sys.stdout.write(event.text)
         sys.stdout.flush()
-    elif isinstance(event, Done):
+    elif isinstance(event, Done) and not args.stats:
         sys.stdout.write("\n")
         sys.stdout.flush()
     elif isinstance(event, Stats) and args.stats:
+        sys.stdout.write("\n")  # finish the answer's line before the stats go to stderr
+        sys.stdout.flush()
         print(describe_stats(event), file=sys.stderr)
     elif isinstance(event, EngineError):
         fail(event.message)

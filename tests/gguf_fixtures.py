@@ -7,6 +7,7 @@ like real conversions; the ``patch_*`` helpers then corrupt single fields in pla
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import struct
 import uuid
@@ -262,3 +263,12 @@ def gemma3_270m_path() -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+def sha256_file(path: Path) -> str:
+    """Content hash of a (possibly large) file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
 import pytest
+from gguf_fixtures import sha256_file
 
 from model_io.errors import InputError
 from model_io.gguf_check import validate_gguf
@@ -47,7 +47,7 @@ def test_tiny_model_is_valid_small_and_deterministic(tiny_model: Path, tmp_path:
     assert info.architecture == "gemma3n" and info.kind == "text" and info.n_vocab == GEMMA3N_VOCAB
     assert tiny_model.stat().st_size < 100 * 2**20
     again = write_text_model("tiny", tmp_path / "again.gguf")
-    assert _sha256(again) == _sha256(tiny_model)
+    assert sha256_file(again) == sha256_file(tiny_model)
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -88,11 +88,3 @@ def _qtype(name: str):  # type: ignore[no-untyped-def]
     from gguf import GGMLQuantizationType
 
     return GGMLQuantizationType[name]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -18,7 +18,6 @@ No torch is needed: only llama-cpp-python, numpy and the writer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from gguf_fixtures import sha256_file
 
 REFERENCE_DIR = Path(__file__).parent / "data" / "reference"
 REFERENCE_STEM = "gemma3n_tiny_text"
@@ -111,14 +111,6 @@ def run_llama_cpp(
     return LlamaRun(logits, greedy, states)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @cache
 def _reference() -> tuple[dict, dict[str, np.ndarray]]:
     sidecar = json.loads((REFERENCE_DIR / f"{REFERENCE_STEM}.json").read_text())
@@ -137,7 +129,7 @@ def gguf_path(reference, tiny_model: Path) -> Path:
     """The suite's shared tiny synthetic GGUF (conftest), checked to be the reference's exact bytes."""
     sidecar, _ = reference
     assert sidecar["gguf"]["preset"] == "tiny"
-    digest = _sha256(tiny_model)
+    digest = sha256_file(tiny_model)
     if digest != sidecar["gguf"]["sha256"]:
         pytest.fail(
             f"the synthetic 'tiny' GGUF changed (sha256 {digest}; the reference was made from "
