@@ -48,11 +48,29 @@ def write_text_model(
     """Write the preset's GGUF to ``out_path`` (atomically) and return the path."""
     spec = resolve_preset(preset) if isinstance(preset, str) else preset
     vocab = load_gemma3n_vocab(vocab_cache or cache_dir() / "tokenizer")
-    plan = tensor_plan(spec)
+    return write_random_gguf(
+        out_path,
+        ARCH,
+        lambda writer: _add_metadata(writer, spec, vocab),
+        tensor_plan(spec),
+        spec.seed,
+        progress,
+    )
+
+
+def write_random_gguf(
+    out_path: Path,
+    arch: str,
+    add_metadata: Callable[[GGUFWriter], None],
+    plan: list[TensorSpec],
+    seed: int,
+    progress: Progress | None = None,
+) -> Path:
+    """Stream a GGUF whose tensors are random per ``plan``; written under a temporary name, then renamed."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial")
-    writer = GGUFWriter(None, ARCH)
-    _add_metadata(writer, spec, vocab)
+    writer = GGUFWriter(None, arch)
+    add_metadata(writer)
     for tensor in plan:
         writer.add_tensor_info(
             tensor.name,
@@ -65,7 +83,7 @@ def write_text_model(
         writer.write_header_to_file(partial)
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        _write_tensor_data(writer, plan, spec.seed, progress)
+        _write_tensor_data(writer, plan, seed, progress)
         writer.close()
         os.replace(partial, out_path)
     except BaseException:
