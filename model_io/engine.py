@@ -32,8 +32,10 @@ from model_io.events import (
 )
 from model_io.generation import ChatSession
 from model_io.gguf_check import validate_gguf
+from model_io.media import MediaKind
 from model_io.native import NativeModel, supports_gpu_offload
 from model_io.settings import Backend, LoadSettings
+from model_io.towers import EncoderFactory, MediaTowers, default_factories, inspect_projector
 
 log = logging.getLogger("gemma_desk.engine")
 EventSink = Callable[[EngineEvent], None]
@@ -56,9 +58,19 @@ _Command = LoadRequest | ChatRequest | _Reset | _Shutdown
 class Engine:
     """Loads one model and runs chat requests in order, streaming events to ``sink``."""
 
-    def __init__(self, sink: EventSink, *, clock: Clock = time.perf_counter):
+    def __init__(
+        self,
+        sink: EventSink,
+        *,
+        clock: Clock = time.perf_counter,
+        tower_factories: dict[MediaKind, EncoderFactory] | None = None,
+        tower_idle_seconds: float | None = 300.0,
+    ):
         self._sink = sink
         self._clock = clock
+        self._tower_factories = tower_factories or default_factories()
+        self._tower_idle_seconds = tower_idle_seconds
+        self._towers: MediaTowers | None = None
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._cancelled: set[int] = set()
         self._lock = threading.Lock()
@@ -113,7 +125,11 @@ class Engine:
     def _run(self) -> None:
         try:
             while True:
-                command = self._commands.get()
+                try:
+                    command = self._commands.get(timeout=self._idle_poll_seconds())
+                except queue.Empty:
+                    self._release_idle_towers()
+                    continue
                 if isinstance(command, _Shutdown):
                     return
                 if isinstance(command, _Reset):
@@ -123,6 +139,22 @@ class Engine:
                 self._handle(command)
         finally:
             self._unload()
+
+    def _idle_poll_seconds(self) -> float | None:
+        if self._towers is None or not self._towers.loaded() or self._tower_idle_seconds is None:
+            return None
+        return max(0.05, self._tower_idle_seconds / 4)
+
+    def _release_idle_towers(self) -> None:
+        if self._towers is not None and self._tower_idle_seconds is not None:
+            released = self._towers.release_idle(self._tower_idle_seconds)
+            if released:
+                log.info("released idle towers: %s", ", ".join(released))
+
+    def tower_state(self) -> tuple[MediaKind, ...]:
+        """Which towers are loaded right now (for status displays and tests)."""
+        towers = self._towers
+        return towers.loaded() if towers is not None else ()
 
     def _handle(self, request: LoadRequest | ChatRequest) -> None:
         rid = request.request_id
@@ -148,6 +180,7 @@ class Engine:
     def _load(self, request: LoadRequest) -> None:
         started = self._clock()
         summary = validate_gguf(request.model_path, expect="text")
+        projector = inspect_projector(Path(request.mmproj_path)) if request.mmproj_path else None
         settings = _effective_settings(request.settings)
         self._unload()
         rid = request.request_id
@@ -165,7 +198,8 @@ class Engine:
             self._sink(Done(rid, "cancelled", ""))
             return
         self._model = model
-        self._session = ChatSession(model, summary.architecture, self._clock)
+        self._towers = MediaTowers(projector, model, self._tower_factories)
+        self._session = ChatSession(model, summary.architecture, self._clock, self._towers.encoder_for)
         info = ModelInfoSummary(
             path=Path(request.model_path),
             architecture=summary.architecture,
@@ -174,6 +208,9 @@ class Engine:
             n_threads=settings.threads,
             n_gpu_layers=settings.n_gpu_layers,
             gpu_offload_supported=supports_gpu_offload(),
+            mmproj_path=projector.path if projector else None,
+            has_vision=bool(projector and projector.has_vision),
+            has_audio=bool(projector and projector.has_audio),
         )
         self._sink(ModelLoaded(rid, info, (self._clock() - started) * 1000.0))
 
@@ -188,6 +225,9 @@ class Engine:
 
     def _unload(self) -> None:
         self._session = None
+        if self._towers is not None:
+            self._towers.close()  # towers may hold native state tied to the model: free them first
+            self._towers = None
         if self._model is not None:
             self._model.close()
             self._model = None

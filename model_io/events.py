@@ -33,6 +33,7 @@ class LoadRequest:
 
     model_path: Path
     settings: LoadSettings = field(default_factory=LoadSettings)
+    mmproj_path: Path | None = None
     request_id: int = field(default_factory=new_request_id)
 
 
@@ -57,6 +58,9 @@ class ModelInfoSummary:
     n_threads: int
     n_gpu_layers: int
     gpu_offload_supported: bool
+    mmproj_path: Path | None = None
+    has_vision: bool = False
+    has_audio: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ class ResponseStats:
     decode_ms: float
     decode_tokens_per_s: float
     peak_rss_bytes: int | None
+    audio_encode_ms: float = 0.0
+    image_encode_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,22 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from model_io.errors import InputError
 from model_io.events import ChatRequest, Done, EngineEvent, FinishReason, ResponseStats, Stats, TextDelta
 from model_io.native import NativeModel, NativeSampler
-from model_io.prompt import GEMMA3N_STOP_IDS, Gemma3nPromptBuilder, PromptBuilder, TemplatePromptBuilder
+from model_io.prompt import (
+    GEMMA3N_STOP_IDS,
+    BuiltPrompt,
+    EncoderLookup,
+    Gemma3nPromptBuilder,
+    PromptBuilder,
+    PromptItem,
+    TemplatePromptBuilder,
+)
 
 Clock = Callable[[], float]
 CancelCheck = Callable[[], bool]
@@ -36,7 +46,7 @@ def peak_rss_bytes() -> int | None:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def common_prefix_length(a: list[int], b: list[int]) -> int:
+def common_prefix_length(a: list[PromptItem], b: list[PromptItem]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:
@@ -51,22 +61,33 @@ class _Timing:
     first_token: float | None = None
     decode_s: float = 0.0
     decoded: int = 0
+    encode_ms: dict[str, float] = field(default_factory=dict)
 
 
 class ChatSession:
     """Prompt building, KV bookkeeping and the sampling loop for one model."""
 
-    def __init__(self, model: NativeModel, architecture: str, clock: Clock = time.perf_counter):
+    def __init__(
+        self,
+        model: NativeModel,
+        architecture: str,
+        clock: Clock = time.perf_counter,
+        encoder_for: EncoderLookup | None = None,
+    ):
         self.model = model
         self.clock = clock
-        self.kv_tokens: list[int] = []
+        self.kv_tokens: list[PromptItem] = []
         self._answers: OrderedDict[str, list[int]] = OrderedDict()
+        self._encoded: dict[str, np.ndarray] = {}
+        self._encoder_for = encoder_for
         self.builder = self._builder_for(architecture)
         self.stop_ids = set(GEMMA3N_STOP_IDS) if architecture == "gemma3n" else set()
 
     def _builder_for(self, architecture: str) -> PromptBuilder:
         if architecture == "gemma3n":
-            return Gemma3nPromptBuilder(lambda text: self.model.tokenize(text), self._answers)
+            return Gemma3nPromptBuilder(
+                lambda text: self.model.tokenize(text), self._answers, self._encoder_for
+            )
         template = self.model.chat_template()
         if not template:
             from model_io.chat_templates import GEMMA3N_CHAT_TEMPLATE
@@ -79,23 +100,25 @@ class ChatSession:
         return TemplatePromptBuilder(template, lambda text: self.model.tokenize(text, parse_special=True))
 
     def reset(self) -> None:
-        """Forget the cache (a new conversation)."""
+        """Forget the cache and encoded media (a new conversation)."""
         self.model.clear_memory()
         self.kv_tokens = []
+        self._encoded.clear()
 
     # -- generation -----------------------------------------------------------------
 
     def generate(self, request: ChatRequest, cancelled: CancelCheck) -> Iterator[EngineEvent]:
         """Stream deltas, then stats, then done; raises GemmaDeskError for bad input."""
         timing = _Timing(start=self.clock())
-        prompt = self.builder.build(request.messages)
+        built = self.builder.build(request.messages)
+        prompt = built.items
         if len(prompt) >= self.model.n_ctx:
             raise InputError(
                 f"the conversation is {len(prompt)} tokens but the context holds {self.model.n_ctx}; "
                 "start a new chat or raise the context size"
             )
         reused = self._reuse_prefix(prompt)
-        if not self._prefill(prompt, reused, cancelled, timing):
+        if not self._prefill(built, reused, cancelled, timing):
             yield Done(request.request_id, "cancelled", "")
             return
         answer: list[int] = []
@@ -140,7 +163,7 @@ class ChatSession:
                 if not self._decode_one(token, cancelled, timing):
                     return "cancelled"
 
-    def _reuse_prefix(self, prompt: list[int]) -> int:
+    def _reuse_prefix(self, prompt: list[PromptItem]) -> int:
         """Keep the longest usable cached prefix; return how many prompt tokens it covers."""
         keep = min(common_prefix_length(self.kv_tokens, prompt), len(prompt) - 1)
         if keep < len(self.kv_tokens):
@@ -156,15 +179,38 @@ class ChatSession:
             return True
         return self.model.lowest_cached_position() <= max(0, keep - self.model.n_swa)
 
-    def _prefill(self, prompt: list[int], reused: int, cancelled: CancelCheck, timing: _Timing) -> bool:
+    def _prefill(self, built: BuiltPrompt, reused: int, cancelled: CancelCheck, timing: _Timing) -> bool:
+        """Evaluate the prompt after the reused prefix: token spans and embedding spans in order."""
         started = self.clock()
-        ok = self.model.decode(prompt[reused:], reused, cancelled)
-        timing.prefill_ms = (self.clock() - started) * 1000.0
-        if ok:
-            self.kv_tokens = list(prompt)
-        else:
-            self._drop_partial(len(self.kv_tokens))
-        return ok
+        prompt = built.items
+        position = reused
+        for span in prompt_spans(prompt, reused):
+            is_last = span.stop == len(prompt)
+            if isinstance(prompt[span.start], int):
+                ids = [int(item) for item in prompt[span]]  # type: ignore[arg-type]
+                ok = self.model.decode(ids, position, cancelled, want_last_logits=is_last)
+            else:
+                rows = self._rows_for(built, prompt[span], timing)
+                ok = self.model.decode_embeddings(rows, position, cancelled, want_last_logits=is_last)
+            if not ok:
+                self._drop_partial(len(self.kv_tokens))
+                timing.prefill_ms = (self.clock() - started) * 1000.0
+                return False
+            self.kv_tokens += prompt[span]
+            position = span.stop
+        timing.prefill_ms = (self.clock() - started) * 1000.0 - sum(timing.encode_ms.values())
+        return True
+
+    def _rows_for(self, built: BuiltPrompt, items: list[PromptItem], timing: _Timing) -> np.ndarray:
+        """The embedding rows of one span, encoding its media at most once per conversation."""
+        key, first = items[0]  # type: ignore[misc]
+        if key not in self._encoded:
+            media, encoder = built.runs[key]
+            started = self.clock()
+            self._encoded[key] = encoder.encode(media)
+            elapsed = (self.clock() - started) * 1000.0
+            timing.encode_ms[media.kind] = timing.encode_ms.get(media.kind, 0.0) + elapsed
+        return self._encoded[key][first : first + len(items)]
 
     def _decode_one(self, token: int, cancelled: CancelCheck, timing: _Timing) -> bool:
         started = self.clock()
@@ -201,4 +247,19 @@ class ChatSession:
             decode_ms=timing.decode_s * 1000.0,
             decode_tokens_per_s=rate,
             peak_rss_bytes=peak_rss_bytes(),
+            audio_encode_ms=timing.encode_ms.get("audio", 0.0),
+            image_encode_ms=timing.encode_ms.get("image", 0.0),
         )
+
+
+def prompt_spans(items: list[PromptItem], start: int) -> Iterator[slice]:
+    """Maximal runs from ``start`` that one decode call can take: all tokens, or rows of one embedding run."""
+    begin = start
+    for index in range(start + 1, len(items) + 1):
+        if index == len(items) or _span_key(items[index]) != _span_key(items[begin]):
+            yield slice(begin, index)
+            begin = index
+
+
+def _span_key(item: PromptItem) -> str | None:
+    return None if isinstance(item, int) else item[0]

@@ -49,7 +49,15 @@ class EmbeddingRun:
     n_rows: int
 
 
-Segment = tuple[int, ...] | EmbeddingRun
+Segment = str | tuple[int, ...] | EmbeddingRun
+"""One piece of a media layout, in prompt order.
+
+* ``str``: plain text (e.g. the ``"\n\n"`` wrappers).  The prompt builder merges it with the
+  neighbouring text before tokenizing, exactly as the HF processor expands placeholders into the
+  prompt *string* (``"user\n" + "\n\n"`` tokenizes as one fragment, not two).
+* ``tuple[int, ...]``: special token ids (``<start_of_audio>``, ``<start_of_image>``, ...).
+* ``EmbeddingRun``: rows produced by ``encode``.
+"""
 
 
 class MediaEncoder(Protocol):

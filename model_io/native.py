@@ -16,8 +16,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import llama_cpp as ll
+import numpy as np
 
 from model_io.errors import EngineFailure, ModelError
 from model_io.settings import Backend, LoadSettings, SamplingSettings
@@ -87,6 +89,8 @@ class NativeModel:
             self._stack.close()
             raise
         self.memory = ll.llama_get_memory(self.ctx)
+        self.n_embd = int(ll.llama_model_n_embd(self.model))
+        self._embd_batch: ll.llama_batch | None = None
         self.n_ctx = int(ll.llama_n_ctx(self.ctx))
         self.n_swa = int(ll.llama_model_n_swa(self.model))
         self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
@@ -193,18 +197,74 @@ class NativeModel:
 
     # -- evaluation -----------------------------------------------------------------
 
-    def decode(self, tokens: Sequence[int], start: int, abort_check: AbortCheck) -> bool:
+    def decode(
+        self, tokens: Sequence[int], start: int, abort_check: AbortCheck, *, want_last_logits: bool = True
+    ) -> bool:
         """Evaluate ``tokens`` at positions ``start…``; logits only for the last. False if aborted."""
         self._abort_check = abort_check
         try:
             for offset in range(0, len(tokens), self.n_batch):
                 chunk = tokens[offset : offset + self.n_batch]
                 is_last_chunk = offset + len(chunk) == len(tokens)
-                if not self._decode_chunk(chunk, start + offset, want_last_logits=is_last_chunk):
+                if not self._decode_chunk(
+                    chunk, start + offset, want_last_logits=want_last_logits and is_last_chunk
+                ):
                     return False
             return True
         finally:
             self._abort_check = lambda: False
+
+    def decode_embeddings(
+        self, rows: np.ndarray, start: int, abort_check: AbortCheck, *, want_last_logits: bool = False
+    ) -> bool:
+        """Evaluate embedding rows (n, n_embd) in place of tokens; False if aborted."""
+        if rows.ndim != 2 or rows.shape[1] != self.n_embd:
+            raise EngineFailure(
+                f"embedding rows have shape {rows.shape}, the model expects (n, {self.n_embd})"
+            )
+        batch = self._embedding_batch()
+        data = np.ascontiguousarray(rows, dtype=np.float32)
+        self._abort_check = abort_check
+        try:
+            for offset in range(0, len(data), self.n_batch):
+                chunk = data[offset : offset + self.n_batch]
+                ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
+                is_last = offset + len(chunk) == len(data)
+                self._fill_positions(batch, len(chunk), start + offset, want_last_logits and is_last)
+                if not self._run(batch):
+                    return False
+            return True
+        finally:
+            self._abort_check = lambda: False
+
+    def _embedding_batch(self) -> ll.llama_batch:
+        if self._embd_batch is None:
+            self._embd_batch = ll.llama_batch_init(self.n_batch, self.n_embd, 1)
+            self._stack.callback(ll.llama_batch_free, self._embd_batch)
+        return self._embd_batch
+
+    @staticmethod
+    def _fill_positions(batch: Any, n: int, start: int, want_last_logits: bool) -> None:
+        # Any: ctypes' pointer-field stubs reject plain int item assignment.
+        for i in range(n):
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = 0
+        batch.n_tokens = n
+        if want_last_logits:
+            batch.logits[n - 1] = 1
+
+    def _run(self, batch: ll.llama_batch) -> bool:
+        status = ll.llama_decode(self.ctx, batch)
+        if status == 2:
+            return False
+        if status != 0:
+            detail = recent_log_errors()
+            raise EngineFailure(
+                f"llama_decode failed with status {status}" + (f": {detail}" if detail else "")
+            )
+        return True
 
     def _decode_chunk(self, chunk: Sequence[int], start: int, *, want_last_logits: bool) -> bool:
         batch = self._batch

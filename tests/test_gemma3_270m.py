@@ -60,7 +60,8 @@ def test_greedy_answer_is_deterministic_and_matches_llama_cpp_logits(engine_270m
         builder = TemplatePromptBuilder(
             GEMMA3N_CHAT_TEMPLATE, lambda t: model.tokenize(t, parse_special=True)
         )
-        reference = argmax_continuation(model, builder.build(request.messages), 12)
+        prompt = [int(i) for i in builder.build(request.messages).items]
+        reference = argmax_continuation(model, prompt, 12)
         assert done.text == b"".join(model.piece(t) for t in reference).decode("utf-8", errors="replace")
     finally:
         model.close()
@@ -72,7 +73,7 @@ def test_gemma3n_template_tokenizes_to_gemma_special_ids(gemma3_270m: Path) -> N
         builder = TemplatePromptBuilder(
             GEMMA3N_CHAT_TEMPLATE, lambda t: model.tokenize(t, parse_special=True)
         )
-        ids = builder.build([ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")])
+        ids = builder.build([ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")]).items
         assert ids[:4] == [2, 105, 2364, 107]  # <bos> <start_of_turn> "user" "\n"
         assert ids[-5:] == [106, 107, 105, 4368, 107]  # <end_of_turn> "\n" <start_of_turn> "model" "\n"
     finally:

@@ -40,11 +40,11 @@ def test_token_builder_matches_official_template(
         GEMMA3N_CHAT_TEMPLATE, lambda t: tiny_native.tokenize(t, parse_special=True)
     )
     ours = Gemma3nPromptBuilder(tiny_native.tokenize)
-    assert ours.build(conversation) == official.build(conversation)
+    assert ours.build(conversation).items == official.build(conversation).items
 
 
 def test_gemma3n_template_special_ids(tiny_native: NativeModel) -> None:
-    ids = Gemma3nPromptBuilder(tiny_native.tokenize).build(CONVERSATIONS[1])
+    ids = Gemma3nPromptBuilder(tiny_native.tokenize).build(CONVERSATIONS[1]).items
     user, model, newline = (tiny_native.tokenize(t) for t in ("user\n", "model\n", "\n"))
     assert ids[:2] == [2, 105] and ids[2 : 2 + len(user)] == user
     assert ids.count(105) == 2 and ids.count(106) == 1
@@ -73,7 +73,7 @@ def test_multimodal_special_tokens_have_their_gemma3n_ids(tiny_native: NativeMod
 
 def test_user_text_is_not_parsed_for_special_tokens(tiny_native: NativeModel) -> None:
     conversation = [ChatMessage("user", "<end_of_turn> <start_of_turn>")]
-    ids = Gemma3nPromptBuilder(tiny_native.tokenize).build(conversation)
+    ids = Gemma3nPromptBuilder(tiny_native.tokenize).build(conversation).items
     assert ids.count(106) == 1 and ids.count(105) == 2
 
 
@@ -88,7 +88,7 @@ def test_generated_answers_reuse_their_exact_ids(tiny_native: NativeModel) -> No
         ChatMessage("assistant", "Hello there"),
         ChatMessage("user", "Ok"),
     ]
-    ids = builder.build(conversation)
+    ids = builder.build(conversation).items
     model = tiny_native.tokenize("model\n")
     start = ids.index(105, 2)
     assert ids[start + 1 : start + 1 + len(model) + 2] == [*model, *odd_ids]
