@@ -11,25 +11,22 @@ import argparse
 import json
 import logging
 import os
-import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from app.cli_media import add_media_options, add_speech_commands, load_media, projector_for, stream_request
 from app.cli_output import (
-    ERROR_EXIT_CODES,
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
     ProgressBar,
-    describe_stats,
-    event_json,
     fail,
 )
 from model_io.errors import GemmaDeskError, InputError
-from model_io.events import ChatRequest, Done, EngineError, LoadProgress, LoadRequest, Stats, TextDelta
+from model_io.events import ChatRequest, LoadRequest
 from model_io.paths import models_dir
 from model_io.prompt import ChatMessage
 from model_io.settings import DEFAULT_CONTEXT, LoadSettings, SamplingSettings
@@ -64,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores, at most 8)")
     ask.add_argument("--json", action="store_true", help="one JSON object per line per event")
     ask.add_argument("--stats", action="store_true", help="print response statistics on stderr")
+    add_media_options(ask)
+    ask.set_defaults(handler=run_ask)
+    add_speech_commands(commands)
 
     models = commands.add_parser("models", help="inspect or create model files")
     model_commands = models.add_subparsers(dest="models_command", parser_class=_Parser, required=True)
@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth = model_commands.add_parser("synth", help="write a synthetic (random-weight) Gemma 3n GGUF")
     synth.add_argument("--preset", default="tiny", help="tiny, e2b or e4b (default tiny)")
     synth.add_argument("--out", type=Path, required=True, help="output directory or .gguf path")
+    inspect.set_defaults(handler=run_inspect)
+    synth.set_defaults(handler=run_synth)
     return parser
 
 
@@ -111,11 +113,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             "use 'gemma-desk ask PROMPT' (see 'gemma-desk --help')"
         )
         return EXIT_BAD_INPUT
-    if args.command == "ask":
-        return run_ask(args)
-    if args.models_command == "inspect":
-        return run_inspect(args)
-    return run_synth(args)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
 
 
 def resolve_model(explicit: Path | None) -> Path:
@@ -136,91 +135,19 @@ def resolve_model(explicit: Path | None) -> Path:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    from model_io.engine import Engine, EventQueue
-
     if args.max_tokens < 1:
         raise InputError(f"--max-tokens must be at least 1, got {args.max_tokens}")
-    settings = LoadSettings(n_ctx=args.ctx, n_threads=args.threads)
     sampling = SamplingSettings(temperature=args.temp, seed=args.seed)
-    messages = ((ChatMessage("system", args.system),) if args.system else ()) + (
-        ChatMessage("user", args.prompt),
-    )
-    events = EventQueue()
-    engine = Engine(events)
-    try:
-        load = LoadRequest(resolve_model(args.model), settings)
-        status = _run_load(engine, events, load, args.json)
-        if status != EXIT_OK:
-            return status
-        request = ChatRequest(messages, sampling, max_tokens=args.max_tokens)
-        return _stream_answer(engine, events, request, args)
-    finally:
-        engine.close()
-
-
-def _run_load(engine: object, events: object, load: LoadRequest, as_json: bool) -> int:
-    from model_io.engine import Engine, EventQueue
-
-    assert isinstance(engine, Engine) and isinstance(events, EventQueue)
-    bar = ProgressBar(f"loading {load.model_path.name}")
-    engine.load(load)
-    for event in events.events_for(load.request_id):
-        if isinstance(event, LoadProgress):
-            bar.update(event.fraction)
-        elif isinstance(event, EngineError):
-            bar.finish()
-            _report_error(event, as_json)
-            return ERROR_EXIT_CODES[event.kind]
-    bar.finish()
-    return EXIT_OK
-
-
-def _stream_answer(engine: object, events: object, request: ChatRequest, args: argparse.Namespace) -> int:
-    from model_io.engine import Engine, EventQueue
-
-    assert isinstance(engine, Engine) and isinstance(events, EventQueue)
-    engine.submit(request)
-    interrupted = False
-    stream = events.events_for(request.request_id)
-    while True:
-        try:
-            event = next(stream)
-        except StopIteration:
-            break
-        except KeyboardInterrupt:
-            interrupted = True
-            engine.cancel(request.request_id)
-            continue
-        _print_event(event, args)
-        if isinstance(event, EngineError):
-            return ERROR_EXIT_CODES[event.kind]
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
-
-
-def _print_event(event: object, args: argparse.Namespace) -> None:
-    if args.json:
-        line = event_json(event)  # type: ignore[arg-type]
-        if line is not None:
-            print(line, flush=True)
-        return
-    if isinstance(event, TextDelta):
-        sys.stdout.write(event.text)
-        sys.stdout.flush()
-    elif isinstance(event, Done) and not args.stats:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-    elif isinstance(event, Stats) and args.stats:
-        sys.stdout.write("\n")  # finish the answer's line before the stats go to stderr
-        sys.stdout.flush()
-        print(describe_stats(event), file=sys.stderr)
-    elif isinstance(event, EngineError):
-        fail(event.message)
-
-
-def _report_error(event: EngineError, as_json: bool) -> None:
-    if as_json:
-        print(event_json(event), flush=True)
-    fail(event.message)
+    model = resolve_model(args.model)
+    media = load_media(args.image or [], args.audio or [])
+    parts = (*media, args.prompt)
+    messages = ((ChatMessage("system", args.system),) if args.system else ()) + (ChatMessage("user", parts),)
+    mmproj = projector_for(model, args.mmproj, required=bool(media))
+    settings = LoadSettings(n_ctx=args.ctx, n_threads=args.threads)
+    with stream_request(LoadRequest(model, settings, mmproj_path=mmproj), args.json) as session:
+        if session.status != EXIT_OK:
+            return session.status
+        return session.run(ChatRequest(messages, sampling, max_tokens=args.max_tokens), args)
 
 
 def run_inspect(args: argparse.Namespace) -> int:

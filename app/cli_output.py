@@ -27,8 +27,8 @@ def fail(message: str, stream: TextIO | None = None) -> None:
     print(f"gemma-desk: error: {message}", file=stream or sys.stderr)
 
 
-def event_json(event: EngineEvent) -> str | None:
-    """The JSON line for an event the ``ask --json`` stream shows (None for internal events)."""
+def event_json(event: EngineEvent, extra: dict[str, object] | None = None) -> str | None:
+    """The JSON line for an event the ``--json`` streams show (None for internal events)."""
     payload: dict[str, object]
     if isinstance(event, TextDelta):
         payload = {"event": "delta", "request_id": event.request_id, "text": event.text}
@@ -45,7 +45,7 @@ def event_json(event: EngineEvent) -> str | None:
         }
     else:
         return None
-    return json.dumps(payload, ensure_ascii=False)
+    return json.dumps({**payload, **(extra or {})}, ensure_ascii=False)
 
 
 class ProgressBar:
