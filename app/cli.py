@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from app.cli_media import add_media_options, add_speech_commands, load_media, projector_for, stream_request
+from app.cli_models import COMMANDS as MODEL_COMMANDS
 from app.cli_output import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -75,7 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True, help="output directory or .gguf path")
     inspect.set_defaults(handler=run_inspect)
     synth.set_defaults(handler=run_synth)
+    _add_catalog_commands(model_commands)
     return parser
+
+
+def _add_catalog_commands(model_commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``models list|download|discover|import``, implemented in app.cli_models."""
+    listing = model_commands.add_parser("list", help="the catalog of Gemma GGUF files and what is installed")
+    download = model_commands.add_parser("download", help="download NAME or OWNER/REPO/FILE.gguf, verified")
+    download.add_argument("name", help="catalog name (see 'models list') or OWNER/REPO/FILE.gguf")
+    download.add_argument("--token", help="token for gated repos (default: $HF_TOKEN or 'hf auth login')")
+    download.add_argument("--revision", help="branch, tag or commit (default: the catalog's pin, else main)")
+    download.add_argument("--dest", type=Path, help="download into this folder instead of the models folder")
+    discover = model_commands.add_parser("discover", help="find GGUFs: HF cache, LM Studio, Ollama, folders")
+    discover.add_argument(
+        "--add-folder", type=Path, action="append", default=[], metavar="DIR", help="search DIR (remembered)"
+    )
+    imported = model_commands.add_parser("import", help="validate a GGUF and copy it into the models folder")
+    imported.add_argument("path", type=Path)
+    imported.add_argument("--link", action="store_true", help="hard-link (else symlink) instead of copying")
+    subcommands = {"list": listing, "download": download, "discover": discover, "import": imported}
+    for name, sub in subcommands.items():
+        sub.add_argument("--json", action="store_true", help="print JSON (download: one event per line)")
+        sub.set_defaults(handler=MODEL_COMMANDS[name])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,11 +131,13 @@ def _configure_logging() -> None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command is None:
-        fail(
-            "the desktop window is not part of this version yet; "
-            "use 'gemma-desk ask PROMPT' (see 'gemma-desk --help')"
-        )
-        return EXIT_BAD_INPUT
+        from app.gui import no_display_reason, run  # Qt-free module: Qt loads only inside run()
+
+        reason = no_display_reason()
+        if reason:
+            fail(f"cannot open the desktop window: {reason}; use 'gemma-desk ask PROMPT' without one")
+            return EXIT_BAD_INPUT
+        return run()
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 

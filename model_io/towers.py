@@ -55,7 +55,7 @@ def default_factories() -> dict[MediaKind, EncoderFactory]:
     def audio(path: Path, model: NativeModel) -> MediaEncoder:
         from model_io.audio import AudioEncoder
 
-        return AudioEncoder(path, model.tokenize)
+        return AudioEncoder(path, None)  # wrappers as text, merged like the HF processor's string expansion
 
     return {"image": vision, "audio": audio}
 

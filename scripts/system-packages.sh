@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages Gemma Desk needs (only those missing).
 #   app:  compiler + CMake to build llama.cpp, PortAudio, the libraries Qt's xcb plugin loads
-#   test: the same (the suite runs the real llama.cpp)
+#   test: the same plus espeak-ng and sox (speech fixtures for the audio tests)
 # On other systems this prints what to install and returns.
 set -euo pipefail
 
 packages=(build-essential cmake python3-venv python3-dev libgomp1 libportaudio2 libgl1 libegl1
           libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 fontconfig)
+
+if [ "${1:-app}" = "test" ]; then
+    packages+=(espeak-ng sox)
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "gemma-desk setup: not a Debian/Ubuntu system; install a C/C++ compiler, CMake and PortAudio yourself (see README)." >&2

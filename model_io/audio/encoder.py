@@ -1,0 +1,109 @@
+"""Audio clips as prompt segments: the Gemma 3n processor's layout plus the rows that fill it.
+
+``Gemma3nProcessor`` expands each audio placeholder into
+``"\\n\\n<start_of_audio>" + 188 * "<audio_soft_token>" + "<end_of_audio>\\n\\n"`` and the
+model then replaces all 188 soft tokens (real rows, then the padding id's hard
+embedding) and ``<end_of_audio>`` (its hard embedding) with embedder rows.  So one
+clip is: the text ``"\\n\\n"``, the ``<start_of_audio>`` token, ONE run of 189 rows,
+and the text ``"\\n\\n"``.  ``<end_of_audio>`` must be fed as an embedding row:
+as a token llama.cpp would look up the text table (and a zero per-layer row),
+not the audio embedder (gemma3n-audio.md §5.2).
+
+HF truncates clips at 30 s.  Longer clips are split here into 30 s pieces, each
+laid out as its own clip (run keys ``audio:<digest>:<i>``), so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from model_io.audio import spec
+from model_io.audio.tower import AudioTower
+from model_io.errors import InputError
+from model_io.media import EmbeddingRun, MediaInput, MediaKind, Segment
+
+Tokenize = Callable[[str], list[int]]
+WRAPPER_TEXT = "\n\n"
+
+
+class AudioEncoder:
+    """``MediaEncoder`` for kind "audio", backed by a lazily loaded :class:`AudioTower`."""
+
+    kind: MediaKind = "audio"
+
+    def __init__(
+        self, mmproj_path: str | Path, tokenize: Tokenize | None, *, tower: AudioTower | None = None
+    ):
+        """``tokenize`` turns the ``"\\n\\n"`` wrappers into ids; pass None to emit them as text segments,
+        which the prompt builder merges with neighbouring text (byte-exact with HF's string expansion)."""
+        self.tower = tower if tower is not None else AudioTower(mmproj_path)
+        self._tokenize = tokenize
+        self._wrapper_ids: tuple[int, ...] | None = None
+        self._last: tuple[str, np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def layout(self, media: MediaInput) -> tuple[Segment, ...]:
+        """Per ≤ 30 s piece: "\\n\\n", <start_of_audio>, a 189-row run, "\\n\\n" (no encoding)."""
+        n_pieces = _n_pieces(len(_waveform(media)))
+        segments: list[Segment] = []
+        for index in range(n_pieces):
+            key = f"audio:{media.digest}" if n_pieces == 1 else f"audio:{media.digest}:{index}"
+            segments += [
+                *self._wrapper((spec.START_OF_AUDIO_ID,)),
+                EmbeddingRun(key=key, n_rows=spec.ROWS_PER_CLIP),
+                *self._wrapper(()),
+            ]
+        return tuple(segments)
+
+    def encode(self, media: MediaInput) -> np.ndarray:
+        """All rows of the layout's runs, in order: float32 [189 * pieces, n_embd]."""
+        wave = _waveform(media)
+        with self._lock:
+            if self._last is not None and self._last[0] == media.digest:
+                return self._last[1]
+            pieces = [self.tower.clip_rows(wave[i : i + spec.MAX_SAMPLES]) for i in _piece_starts(len(wave))]
+            rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            rows.setflags(write=False)
+            self._last = (media.digest, rows)
+            return rows
+
+    def release(self) -> None:
+        """Free the tower's weights (reloaded on the next encode)."""
+        with self._lock:
+            self._last = None
+            self.tower.release()
+
+    @property
+    def resident_bytes(self) -> int:
+        last = self._last
+        return self.tower.resident_bytes + (last[1].nbytes if last is not None else 0)
+
+    def _wrapper(self, special: tuple[int, ...]) -> list[Segment]:
+        """The ``"\\n\\n"`` wrapper (as ids, or as text for the builder) followed by ``special`` ids."""
+        if self._tokenize is None:
+            return [WRAPPER_TEXT, special] if special else [WRAPPER_TEXT]
+        if self._wrapper_ids is None:
+            self._wrapper_ids = tuple(self._tokenize(WRAPPER_TEXT))
+        return [self._wrapper_ids + special]
+
+
+def _waveform(media: MediaInput) -> np.ndarray:
+    if media.kind != "audio":
+        raise InputError(f"the audio encoder cannot take {media.kind} input")
+    wave = np.asarray(media.payload)
+    if wave.ndim != 1 or wave.size == 0:
+        raise InputError(f"{media.label or 'audio clip'}: expected non-empty 16 kHz mono samples")
+    return wave
+
+
+def _n_pieces(n_samples: int) -> int:
+    return max(1, math.ceil(n_samples / spec.MAX_SAMPLES))
+
+
+def _piece_starts(n_samples: int) -> range:
+    return range(0, _n_pieces(n_samples) * spec.MAX_SAMPLES, spec.MAX_SAMPLES)
