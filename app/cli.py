@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth = model_commands.add_parser("synth", help="write a synthetic (random-weight) Gemma 3n GGUF")
     synth.add_argument("--preset", default="tiny", help="tiny, e2b or e4b (default tiny)")
     synth.add_argument("--out", type=Path, required=True, help="output directory or .gguf path")
+    synth.add_argument(
+        "--mmproj",
+        choices=["none", "vision", "audio", "both"],
+        default="none",
+        help="also write a matching projector with these towers (default none)",
+    )
     inspect.set_defaults(handler=run_inspect)
     synth.set_defaults(handler=run_synth)
     _add_catalog_commands(model_commands)
@@ -196,4 +202,18 @@ def run_synth(args: argparse.Namespace) -> int:
     write_text_model(preset, target, progress=lambda done, total: bar.update(done / total))
     bar.finish()
     print(target)
+    if args.mmproj != "none":
+        from model_io.synth.mmproj import mmproj_filename, write_mmproj
+
+        projector = target.with_name(mmproj_filename(preset.name))
+        bar = ProgressBar(f"writing {projector.name}")
+        write_mmproj(
+            projector,
+            vision=preset.name if args.mmproj in ("vision", "both") else None,
+            audio=preset.name if args.mmproj in ("audio", "both") else None,
+            text_n_embd=preset.n_embd,
+            progress=lambda done, total: bar.update(done / total),
+        )
+        bar.finish()
+        print(projector)
     return EXIT_OK

@@ -20,6 +20,7 @@ import numpy as np
 
 from model_io.errors import InputError
 from model_io.events import ChatRequest, Done, EngineEvent, FinishReason, ResponseStats, Stats, TextDelta
+from model_io.media import EncodeCancelled
 from model_io.native import NativeModel, NativeSampler
 from model_io.prompt import (
     GEMMA3N_STOP_IDS,
@@ -190,8 +191,12 @@ class ChatSession:
                 ids = [int(item) for item in prompt[span]]  # type: ignore[arg-type]
                 ok = self.model.decode(ids, position, cancelled, want_last_logits=is_last)
             else:
-                rows = self._rows_for(built, prompt[span], timing)
-                ok = self.model.decode_embeddings(rows, position, cancelled, want_last_logits=is_last)
+                try:
+                    rows = self._rows_for(built, prompt[span], timing, cancelled)
+                except EncodeCancelled:
+                    ok = False
+                else:
+                    ok = self.model.decode_embeddings(rows, position, cancelled, want_last_logits=is_last)
             if not ok:
                 self._drop_partial(len(self.kv_tokens))
                 timing.prefill_ms = (self.clock() - started) * 1000.0
@@ -201,13 +206,15 @@ class ChatSession:
         timing.prefill_ms = (self.clock() - started) * 1000.0 - sum(timing.encode_ms.values())
         return True
 
-    def _rows_for(self, built: BuiltPrompt, items: list[PromptItem], timing: _Timing) -> np.ndarray:
+    def _rows_for(
+        self, built: BuiltPrompt, items: list[PromptItem], timing: _Timing, abort_check: CancelCheck
+    ) -> np.ndarray:
         """The embedding rows of one span, encoding its media at most once per conversation."""
         key, first = items[0]  # type: ignore[misc]
         if key not in self._encoded:
             media, encoder = built.runs[key]
             started = self.clock()
-            self._encoded[key] = encoder.encode(media)
+            self._encoded[key] = encoder.encode(media, abort_check)
             elapsed = (self.clock() - started) * 1000.0
             timing.encode_ms[media.kind] = timing.encode_ms.get(media.kind, 0.0) + elapsed
         return self._encoded[key][first : first + len(items)]

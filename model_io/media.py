@@ -10,6 +10,7 @@ produces the rows only when they must really be fed to llama.cpp.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -60,6 +61,13 @@ Segment = str | tuple[int, ...] | EmbeddingRun
 """
 
 
+AbortCheck = Callable[[], bool]
+
+
+class EncodeCancelled(Exception):
+    """``encode`` stopped early because its ``abort_check`` returned true."""
+
+
 class MediaEncoder(Protocol):
     """Turns one kind of media into prompt segments and, on demand, embedding rows."""
 
@@ -69,6 +77,9 @@ class MediaEncoder(Protocol):
         """Token ids and embedding runs for ``media``, in prompt order (no encoding)."""
         ...
 
-    def encode(self, media: MediaInput) -> np.ndarray:
-        """All rows of the layout's embedding runs, concatenated: float32 (Σ n_rows, n_embd)."""
+    def encode(self, media: MediaInput, abort_check: AbortCheck | None = None) -> np.ndarray:
+        """All rows of the layout's embedding runs, concatenated: float32 (Σ n_rows, n_embd).
+
+        Long encodes poll ``abort_check`` and raise :class:`EncodeCancelled` when it returns true.
+        """
         ...

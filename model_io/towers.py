@@ -50,7 +50,8 @@ def default_factories() -> dict[MediaKind, EncoderFactory]:
     def vision(path: Path, model: NativeModel) -> MediaEncoder:
         from model_io.vision import VisionEncoder
 
-        return VisionEncoder(path, model)
+        # <end_of_image> as the vision embedder's hard-token row, as HF does (mtmd would feed the text row)
+        return VisionEncoder(path, model, end_of_image="embedding")
 
     def audio(path: Path, model: NativeModel) -> MediaEncoder:
         from model_io.audio import AudioEncoder

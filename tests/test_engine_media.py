@@ -18,7 +18,7 @@ from gguf_fixtures import write_tiny_clip
 from model_io.engine import Engine, EventQueue
 from model_io.events import ChatRequest, Done, EngineError, EngineEvent, LoadRequest, ModelLoaded, Stats
 from model_io.generation import ChatSession, prompt_spans
-from model_io.media import EmbeddingRun, MediaInput, MediaKind, Segment
+from model_io.media import AbortCheck, EmbeddingRun, EncodeCancelled, MediaInput, MediaKind, Segment
 from model_io.native import NativeModel
 from model_io.prompt import ChatMessage
 from model_io.settings import LoadSettings, SamplingSettings
@@ -40,7 +40,9 @@ class FakeEncoder:
         start, end = (255999, 262144) if self.kind == "image" else (256000, 262272)
         return ("\n\n", (start,), EmbeddingRun(f"{self.kind}:{media.digest}", ROWS), (end,), "\n\n")
 
-    def encode(self, media: MediaInput) -> np.ndarray:
+    def encode(self, media: MediaInput, abort_check: AbortCheck | None = None) -> np.ndarray:
+        if abort_check is not None and abort_check():
+            raise EncodeCancelled("cancelled")
         self.calls.append(media.digest)
         rng = np.random.default_rng(int(media.digest[:8], 16))
         return rng.standard_normal((ROWS, self.n_embd)).astype(np.float32)
@@ -231,3 +233,69 @@ def test_towers_load_on_first_use_and_are_released_when_idle(tiny_model: Path, p
         assert loaded.engine.tower_state() == () and towers.built[0].closed
     finally:
         loaded.engine.close()
+
+
+class SlowEncoder(FakeEncoder):
+    """Takes up to 5 s, polling the abort check like the real towers do between steps."""
+
+    def encode(self, media: MediaInput, abort_check: AbortCheck | None = None) -> np.ndarray:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if abort_check is not None and abort_check():
+                raise EncodeCancelled("cancelled")
+            time.sleep(0.01)
+        return super().encode(media)
+
+
+def test_cancel_during_a_long_encode(tiny_model: Path, projector: Path) -> None:
+    calls: list[str] = []
+    slow = {"image": lambda _p, model: SlowEncoder("image", model.n_embd, calls)}
+    events = EventQueue()
+    engine = Engine(events, tower_factories=slow)  # type: ignore[arg-type]
+    try:
+        load = LoadRequest(tiny_model, LoadSettings(n_ctx=1024, n_threads=2), mmproj_path=projector)
+        engine.load(load)
+        list(events.events_for(load.request_id, timeout=60))
+        request = ChatRequest((ChatMessage("user", (picture(9), "look")),), GREEDY, max_tokens=4)
+        engine.submit(request)
+        time.sleep(0.3)
+        started = time.monotonic()
+        engine.cancel(request.request_id)
+        final = list(events.events_for(request.request_id, timeout=10))[-1]
+        assert isinstance(final, Done) and final.finish_reason == "cancelled"
+        assert time.monotonic() - started < 0.5 and calls == []
+    finally:
+        engine.close()
+
+
+def test_real_towers_reuse_the_cache_on_follow_up(tiny_model: Path, tmp_path: Path) -> None:
+    """The real mtmd vision and NumPy audio towers behind the same KV bookkeeping."""
+    from model_io.synth.mmproj import write_mmproj_for
+
+    projector = write_mmproj_for("tiny", tmp_path / "mmproj.gguf")
+    events = EventQueue()
+    engine = Engine(events)
+    try:
+        load = LoadRequest(tiny_model, LoadSettings(n_ctx=2048, n_threads=2), mmproj_path=projector)
+        engine.load(load)
+        loaded = list(events.events_for(load.request_id, timeout=60))[-1]
+        assert isinstance(loaded, ModelLoaded) and loaded.info.has_vision and loaded.info.has_audio
+        clip = MediaInput("audio", (np.sin(np.arange(24000) / 9) * 0.3).astype(np.float32), label="hum")
+        turn1 = (ChatMessage("user", (picture(5), clip, "What do you see and hear?")),)
+        first = ChatRequest(turn1, GREEDY, max_tokens=4)
+        engine.submit(first)
+        events1 = list(events.events_for(first.request_id, timeout=120))
+        stats1, done = events1[-2], events1[-1]
+        assert isinstance(stats1, Stats) and isinstance(done, Done)
+        assert stats1.stats.image_encode_ms > 0 and stats1.stats.audio_encode_ms > 0
+        turn2 = (*turn1, ChatMessage("assistant", done.text), ChatMessage("user", "Say more."))
+        second = ChatRequest(turn2, GREEDY, max_tokens=2)
+        engine.submit(second)
+        stats2 = list(events.events_for(second.request_id, timeout=120))[-2]
+        assert isinstance(stats2, Stats)
+        assert stats2.stats.image_encode_ms == 0 and stats2.stats.audio_encode_ms == 0
+        cached = stats1.stats.prompt_tokens + stats1.stats.generated_tokens - 1
+        assert stats2.stats.prompt_tokens_prefilled == stats2.stats.prompt_tokens - cached
+        assert set(engine.tower_state()) == {"image", "audio"}
+    finally:
+        engine.close()

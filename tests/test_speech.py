@@ -22,13 +22,15 @@ def test_at_least_thirty_languages_with_unique_names_and_codes() -> None:
     assert len({lang.code for lang in LANGUAGES}) == len({lang.name for lang in LANGUAGES}) == len(LANGUAGES)
 
 
-@pytest.mark.parametrize(("query", "code"), [("es", "es"), ("Spanish", "es"), ("  GERMAN ", "de"), ("chinese", "zh-Hans")])
+@pytest.mark.parametrize(
+    ("query", "code"), [("es", "es"), ("Spanish", "es"), ("  GERMAN ", "de"), ("chinese", "zh-Hans")]
+)
 def test_find_language(query: str, code: str) -> None:
     assert find_language(query).code == code
 
 
 def test_unknown_language_lists_the_choices() -> None:
-    with pytest.raises(InputError, match="Klingon.*English"):
+    with pytest.raises(InputError, match=r"Klingon.*English"):
         find_language("Klingon")
 
 

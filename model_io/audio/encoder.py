@@ -25,7 +25,7 @@ import numpy as np
 from model_io.audio import spec
 from model_io.audio.tower import AudioTower
 from model_io.errors import InputError
-from model_io.media import EmbeddingRun, MediaInput, MediaKind, Segment
+from model_io.media import AbortCheck, EmbeddingRun, EncodeCancelled, MediaInput, MediaKind, Segment
 
 Tokenize = Callable[[str], list[int]]
 WRAPPER_TEXT = "\n\n"
@@ -60,13 +60,20 @@ class AudioEncoder:
             ]
         return tuple(segments)
 
-    def encode(self, media: MediaInput) -> np.ndarray:
-        """All rows of the layout's runs, in order: float32 [189 * pieces, n_embd]."""
+    def encode(self, media: MediaInput, abort_check: AbortCheck | None = None) -> np.ndarray:
+        """All rows of the layout's runs, in order: float32 [189 * pieces, n_embd].
+
+        ``abort_check`` is polled between 30 s pieces; a true answer raises EncodeCancelled.
+        """
         wave = _waveform(media)
         with self._lock:
             if self._last is not None and self._last[0] == media.digest:
                 return self._last[1]
-            pieces = [self.tower.clip_rows(wave[i : i + spec.MAX_SAMPLES]) for i in _piece_starts(len(wave))]
+            pieces = []
+            for start in _piece_starts(len(wave)):
+                if abort_check is not None and abort_check():
+                    raise EncodeCancelled(f"encoding {media.label or 'audio'} was cancelled")
+                pieces.append(self.tower.clip_rows(wave[start : start + spec.MAX_SAMPLES]))
             rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
             rows.setflags(write=False)
             self._last = (media.digest, rows)
