@@ -1,0 +1,1 @@
+"""Saved conversations: the SQLite store, its migrations and the exporters."""

@@ -1,0 +1,155 @@
+"""Conversation history in SQLite under ``data_dir()``: WAL, foreign keys, one transaction per change.
+
+Calls are made on the GUI thread: each is a handful of indexed rows with ``synchronous=NORMAL`` in WAL
+mode (well under a millisecond), which is cheaper than a thread hop.  Only finished turns are
+written, never individual streamed tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.gui.conversation import Conversation, Message
+from app.gui.history.migrations import migrate
+from model_io.paths import data_dir
+
+DB_NAME = "history.sqlite3"
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """A row of the sidebar."""
+
+    conversation_id: str
+    title: str
+    updated_at: str
+    message_count: int
+
+
+def default_path() -> Path:
+    return data_dir() / DB_NAME
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class HistoryStore:
+    """Saved conversations: create, append, truncate, list/search, rename, delete, load."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE … COMMIT) in _transaction.
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        # SQLite's LIKE folds ASCII only; casefold() makes "ÉTÉ" find "été" too.
+        self._db.create_function("casefold", 1, _casefold, deterministic=True)
+        self.applied_migrations = migrate(self._db, _now())
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    def create_conversation(self, title: str, model: str = "") -> str:
+        conversation_id = uuid.uuid4().hex
+        now = _now()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO conversations (id, title, created_at, updated_at, model) VALUES (?, ?, ?, ?, ?)",
+                (conversation_id, title, now, now, model),
+            )
+        return conversation_id
+
+    def append_message(self, conversation_id: str, position: int, message: Message) -> None:
+        self.replace_messages(conversation_id, position, [message])
+
+    def replace_messages(self, conversation_id: str, start: int, messages: Sequence[Message]) -> None:
+        """Drop the turns from ``start`` on and write ``messages`` there, atomically (edit, regenerate)."""
+        now = _now()
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND position >= ?", (conversation_id, start)
+            )
+            db.executemany(
+                "INSERT INTO messages (conversation_id, position, role, text, finish_reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (conversation_id, start + offset, m.role, m.text, m.finish_reason, now)
+                    for offset, m in enumerate(messages)
+                ],
+            )
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+
+    def truncate(self, conversation_id: str, length: int) -> None:
+        self.replace_messages(conversation_id, length, [])
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title.strip(), conversation_id))
+
+    def delete(self, conversation_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def list_conversations(self, query: str = "") -> list[ConversationSummary]:
+        """Newest first; ``query`` matches the title or any message text, case-insensitively."""
+        sql = (
+            "SELECT c.id, c.title, c.updated_at, "
+            "(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) FROM conversations c"
+        )
+        params: tuple[str, ...] = ()
+        if query.strip():
+            pattern = "%" + _escape_like(query.strip().casefold()) + "%"
+            sql += (
+                " WHERE casefold(c.title) LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m "
+                "WHERE m.conversation_id = c.id AND casefold(m.text) LIKE ? ESCAPE '\\')"
+            )
+            params = (pattern, pattern)
+        sql += " ORDER BY c.updated_at DESC, c.rowid DESC"
+        return [ConversationSummary(*row) for row in self._db.execute(sql, params)]
+
+    def load(self, conversation_id: str) -> Conversation:
+        row = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise KeyError(conversation_id)
+        messages = [
+            Message(role, text, state="stopped" if reason == "cancelled" else "done", finish_reason=reason)
+            for role, text, reason in self._db.execute(
+                "SELECT role, text, finish_reason FROM messages WHERE conversation_id = ? ORDER BY position",
+                (conversation_id,),
+            )
+        ]
+        return Conversation(conversation_id, row[0], messages)
+
+    def journal_mode(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+def _casefold(text: object) -> str:
+    return str(text).casefold() if text is not None else ""
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

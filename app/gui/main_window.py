@@ -1,0 +1,231 @@
+"""The main window: a composition root that builds the panels and controllers and wires them together.
+
+It holds no chat, model or history logic.  Its own jobs are layout, the page shown (empty state or
+conversation), window state, and the non-blocking close: the first close request is ignored while
+the engine shuts down on a helper thread, and the window closes when the bridge reports ``closed``
+(or after ``CLOSE_FALLBACK_MS`` if the engine does not answer).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
+
+from app.gui.actions import WindowActions
+from app.gui.bridge import EngineBridge, EngineFactory
+from app.gui.controllers.chat import ChatController
+from app.gui.controllers.history import HistoryController
+from app.gui.controllers.model import ModelController
+from app.gui.controllers.settings import SettingsController
+from app.gui.dialogs.standard import Dialogs, standard_dialogs
+from app.gui.history.store import HistoryStore
+from app.gui.settings import AppSettings, Key
+from app.gui.widgets.composer import Composer
+from app.gui.widgets.conversation_view import ConversationView
+from app.gui.widgets.empty_state import EmptyState
+from app.gui.widgets.notice_bar import NoticeBar
+from app.gui.widgets.sidebar import HistorySidebar
+from app.gui.widgets.status_panel import StatusPanel
+from model_io.engine import Engine
+from model_io.events import Stats
+from model_io.paths import models_dir
+
+CLOSE_FALLBACK_MS = 5000
+
+
+class MainWindow(QMainWindow):
+    """Builds panels and controllers; see the module docstring for what it does itself."""
+
+    close_fallback_ms = CLOSE_FALLBACK_MS
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        store: HistoryStore | None = None,
+        *,
+        engine_factory: EngineFactory = Engine,
+        dialogs: Dialogs | None = None,
+    ):
+        super().__init__()
+        self.settings = settings
+        self.store = store or HistoryStore()
+        self.bridge = EngineBridge(engine_factory, self)
+        self._closing = False
+        self._force_close = False
+        self._closed = False
+        self._build_panels()
+        self._build_controllers(dialogs or standard_dialogs(self))
+        self.commands = WindowActions(self)
+        self._layout()
+        self._wire()
+        self._retranslate()
+        self._restore_state()
+        self._update_page()
+
+    def start(self) -> None:
+        """Begin loading the saved model (after show, so the window appears at once)."""
+        self.model.start()
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    def _build_panels(self) -> None:
+        self.sidebar = HistorySidebar(self)
+        self.notice = NoticeBar(self)
+        self.empty_state = EmptyState(models_dir(), self)
+        self.conversation_view = ConversationView(self)
+        self.composer = Composer(self)
+        self.status_panel = StatusPanel(self)
+
+    def _build_controllers(self, dialogs: Dialogs) -> None:
+        self.model = ModelController(
+            self.bridge, self.settings, self.status_panel, self.notice, dialogs.choose_model, self
+        )
+        self.chat = ChatController(
+            self.bridge, self.conversation_view, self.composer, self.store, self.notice, self.settings.load
+        )
+        self.chat.setParent(self)
+        self.history = HistoryController(
+            self.store, self.sidebar, self.chat, self.notice, dialogs.choose_export, dialogs.confirm_delete
+        )
+        self.history.setParent(self)
+        self.settings_controller = SettingsController(
+            self.settings, self.model, self.notice, dialogs.edit_settings, self
+        )
+
+    def _layout(self) -> None:
+        self.pages = QStackedWidget(self)
+        self.pages.addWidget(self.empty_state)
+        self.pages.addWidget(self.conversation_view)
+        right = QWidget(self)
+        column = QVBoxLayout(right)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.notice)
+        column.addWidget(self.pages, 1)
+        column.addWidget(self.composer)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([240, 760])
+        self.setCentralWidget(self.splitter)
+        self.statusBar().addPermanentWidget(self.status_panel, 1)
+        self.setTabOrder(self.sidebar.list, self.conversation_view)
+        self.setTabOrder(self.conversation_view, self.composer.editor)
+
+    def _wire(self) -> None:
+        self.model.readyChanged.connect(self.composer.set_ready)
+        self.model.readyChanged.connect(self.chat.set_model_ready)
+        self.model.readyChanged.connect(lambda _ready: self._update_actions())
+        self.model.readyChanged.connect(lambda _ready: self._update_page())
+        self.model.loadingChanged.connect(lambda _loading: self._update_page())
+        self.chat.busyChanged.connect(lambda _busy: self._update_actions())
+        self.chat.conversationChanged.connect(self._update_page)
+        self.chat.conversationChanged.connect(self._update_actions)
+        self.chat.conversationSaved.connect(lambda _id: self._update_actions())
+        self.bridge.statsReady.connect(self._show_stats)
+        self.empty_state.chooseModelRequested.connect(self.model.choose)
+        self.composer.editingChanged.connect(lambda _editing: self._update_actions())
+        actions = self.commands
+        actions.open_model.triggered.connect(self.model.choose)
+        actions.new_chat.triggered.connect(self.history.new_chat)
+        actions.export_markdown.triggered.connect(lambda: self._export_current("md"))
+        actions.export_json.triggered.connect(lambda: self._export_current("json"))
+        actions.settings.triggered.connect(self.settings_controller.edit)
+        actions.quit.triggered.connect(self.close)
+        actions.send.triggered.connect(self.composer.submit)
+        actions.stop.triggered.connect(self._stop_or_cancel_edit)
+        actions.regenerate.triggered.connect(self.chat.regenerate)
+        actions.edit_last.triggered.connect(self.chat.edit_last)
+        actions.focus_composer.triggered.connect(self.composer.focus_prompt)
+        actions.about.triggered.connect(self._about)
+        self._update_actions()
+
+    # -- behaviour that belongs to the window ---------------------------------------------------------
+
+    def _show_stats(self, event: Stats) -> None:
+        self.status_panel.show_stats(event.stats)
+
+    def _update_page(self) -> None:
+        """The empty state only while there is neither a model (or one loading) nor a conversation."""
+        no_model = not (self.model.ready or self.model.loading)
+        empty = no_model and not self.chat.conversation.messages
+        self.pages.setCurrentWidget(self.empty_state if empty else self.conversation_view)
+        self.composer.setVisible(not empty)
+
+    def _update_actions(self) -> None:
+        """Esc is only claimed while there is something to stop, so it still cancels menus and renames."""
+        self.commands.stop.setEnabled(self.chat.busy or self.composer.editing)
+        can_generate = self.chat.can_generate and self.chat.conversation.can_regenerate()
+        self.commands.regenerate.setEnabled(can_generate)
+        self.commands.edit_last.setEnabled(can_generate)
+        has_conversation = self.chat.conversation.conversation_id is not None
+        self.commands.export_markdown.setEnabled(has_conversation)
+        self.commands.export_json.setEnabled(has_conversation)
+
+    def _stop_or_cancel_edit(self) -> None:
+        if self.chat.busy:
+            self.chat.stop()
+        else:
+            self.composer.cancel_edit()
+
+    def _export_current(self, fmt: str) -> None:
+        conversation_id = self.chat.conversation.conversation_id
+        if conversation_id is not None:
+            self.history.export(conversation_id, fmt)
+
+    def _about(self) -> None:
+        self.notice.show_message(
+            self.tr("Gemma Desk runs Google's Gemma 3n on this computer with llama.cpp. Nothing leaves it."),
+            "info",
+        )
+
+    # -- window state and closing ---------------------------------------------------------------------
+
+    def _restore_state(self) -> None:
+        geometry = self.settings.bytes_value(Key.WINDOW_GEOMETRY)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1100, 720)
+        splitter = self.settings.bytes_value(Key.SPLITTER_STATE)
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.bridge.is_closed or self._force_close:
+            self._finish_close()
+            event.accept()
+            return
+        event.ignore()
+        if self._closing:
+            return
+        self._closing = True
+        self.chat.stop()  # keeps the partial answer in history
+        self.setEnabled(False)
+        self.statusBar().showMessage(self.tr("Closing…"))
+        self.bridge.closed.connect(self.close)
+        QTimer.singleShot(self.close_fallback_ms, self._force)
+        self.bridge.shutdown()
+
+    def _force(self) -> None:
+        if not self.bridge.is_closed and not self.isHidden():
+            self._force_close = True
+            self.close()
+
+    def _finish_close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.settings.set_bytes_value(Key.WINDOW_GEOMETRY, self.saveGeometry())
+        self.settings.set_bytes_value(Key.SPLITTER_STATE, self.splitter.saveState())
+        self.store.close()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.LanguageChange:
+            self._retranslate()
+        super().changeEvent(event)
+
+    def _retranslate(self) -> None:
+        self.setWindowTitle(self.tr("Gemma Desk"))
+        if hasattr(self, "commands"):
+            self.commands.retranslate()

@@ -1,0 +1,1 @@
+"""Passive widgets: they show state and emit intent signals; controllers decide what happens."""

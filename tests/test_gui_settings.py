@@ -1,0 +1,133 @@
+"""Typed settings: QSettings round trip, the settings dialog, and live application (reload, language)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import gui_support
+import pytest
+from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QLineEdit
+from pytestqt.qtbot import QtBot
+
+from app.gui import i18n
+from app.gui.dialogs.settings_dialog import SettingsDialog
+from app.gui.settings import AppSettings, GuiSettings, Key, gui_default_threads, settings_path
+from model_io.settings import SamplingSettings
+
+
+@pytest.fixture
+def gui(qtbot: QtBot) -> Iterator[gui_support.GuiHarness]:
+    harness = gui_support.GuiHarness(qtbot)
+    yield harness
+    harness.close_all()
+    i18n.apply_language("en")
+
+
+CUSTOM = GuiSettings(
+    model_path="/models/gemma.gguf",
+    threads=3,
+    context=4096,
+    gpu_layers=-1,
+    temperature=0.7,
+    top_k=40,
+    top_p=0.9,
+    seed=42,
+    max_tokens=256,
+    ui_language="es",
+)
+
+
+def test_round_trip_through_the_ini_file_under_gemma_desk_home(isolated_home: Path) -> None:
+    AppSettings().save(CUSTOM)
+    assert settings_path() == isolated_home / "config" / "settings.ini"
+    assert AppSettings().load() == CUSTOM
+    text = settings_path().read_text()
+    assert "[model]" in text and "context=4096" in text and "[sampling]" in text
+    assert {key.value.split("/")[0] for key in Key} == {"model", "sampling", "ui"}
+
+
+def test_missing_or_broken_values_fall_back_to_defaults_one_by_one() -> None:
+    assert AppSettings().load() == GuiSettings()
+    settings_path().write_text("[model]\npath=/m.gguf\ncontext=lots\n[sampling]\ntop_p=7\ntop_k=5\n")
+    assert AppSettings().load() == GuiSettings(model_path="/m.gguf", top_k=5)
+
+
+def test_snapshot_maps_to_model_io_settings() -> None:
+    load = CUSTOM.load_settings()
+    assert (load.n_ctx, load.n_threads, load.n_gpu_layers) == (4096, 3, -1)
+    assert CUSTOM.sampling() == SamplingSettings(temperature=0.7, top_k=40, top_p=0.9, seed=42)
+    assert GuiSettings(seed=-1).sampling().seed is None
+    assert GuiSettings().load_settings().n_threads == gui_default_threads()
+
+
+def test_only_load_settings_need_a_reload() -> None:
+    assert CUSTOM.needs_reload(dataclasses.replace(CUSTOM, context=8192))
+    assert CUSTOM.needs_reload(dataclasses.replace(CUSTOM, model_path="/other.gguf"))
+    assert not CUSTOM.needs_reload(dataclasses.replace(CUSTOM, temperature=0.2, ui_language="en"))
+
+
+def test_dialog_round_trip_and_accessible_fields(qtbot: QtBot) -> None:
+    dialog = SettingsDialog(CUSTOM)
+    qtbot.addWidget(dialog)
+    assert dialog.value() == CUSTOM
+    dialog.context.setValue(2048)
+    dialog.temperature.setValue(0.0)
+    dialog.seed.setValue(-1)
+    assert dialog.value() == dataclasses.replace(CUSTOM, context=2048, temperature=0.0, seed=-1)
+    assert dialog.seed.text() == "random" and dialog.gpu_layers.text() == "all"
+    line_edits = [e for e in dialog.findChildren(QLineEdit) if not isinstance(e.parent(), QAbstractSpinBox)]
+    fields = [*dialog.findChildren(QAbstractSpinBox), *dialog.findChildren(QComboBox), *line_edits]
+    assert len(fields) == 10 and all(f.accessibleName() for f in fields)
+    assert dialog.model_path.accessibleName() and dialog.context.accessibleName() == "Context (tokens)"
+
+
+def test_dialog_in_spanish(qtbot: QtBot) -> None:
+    i18n.apply_language("es")
+    try:
+        dialog = SettingsDialog(CUSTOM)
+        qtbot.addWidget(dialog)
+        assert dialog.windowTitle() == "Ajustes"
+        assert dialog.seed.specialValueText() == "aleatoria"
+    finally:
+        i18n.apply_language("en")
+
+
+def test_changing_context_reloads_the_model(gui: gui_support.GuiHarness, tiny_model: Path) -> None:
+    dialogs = gui_support.FakeDialogs()
+    window = gui.open(tiny_model, dialogs=dialogs)
+    assert window.status_panel.context_label.text() == "context 2,048"
+    dialogs.settings_result = dataclasses.replace(window.settings.load(), context=1024)
+    with gui.qtbot.waitSignal(window.bridge.modelLoaded, timeout=gui_support.LOAD_TIMEOUT_MS):
+        window.commands.settings.trigger()
+    assert dialogs.asked == ["settings"] and window.model.ready
+    assert window.status_panel.context_label.text() == "context 1,024"
+    assert window.settings.load().context == 1024
+
+
+def test_sampling_change_applies_without_reload(gui: gui_support.GuiHarness, tiny_model: Path) -> None:
+    window = gui.open(tiny_model)
+    new = dataclasses.replace(window.settings.load(), temperature=0.0, max_tokens=3)
+    assert window.settings_controller.apply(new) is False
+    assert not window.model.loading and window.model.ready
+    gui.send(window, "Hi")
+    gui.wait_answer(window)
+    assert window.settings.load().temperature == 0.0
+
+
+def test_invalid_settings_are_refused_visibly(gui: gui_support.GuiHarness) -> None:
+    window = gui.open()
+    assert window.settings_controller.apply(dataclasses.replace(GuiSettings(), top_p=0.0)) is False
+    assert "Settings not saved" in window.notice.text() and "top-p" in window.notice.text()
+    assert window.settings.load() == dataclasses.replace(GuiSettings(), **gui_support.TEST_SETTINGS)
+
+
+def test_language_setting_switches_the_ui_live(gui: gui_support.GuiHarness) -> None:
+    window = gui.open()
+    window.settings_controller.apply(dataclasses.replace(window.settings.load(), ui_language="es"))
+    gui.qtbot.waitUntil(lambda: window.sidebar.new_button.text() == "Nuevo chat")  # LanguageChange is posted
+    assert window.empty_state.choose_button.text() == "Elegir archivo del modelo…"
+    assert window.menuBar().actions()[0].text() == "&Archivo"
+    window.settings_controller.apply(dataclasses.replace(window.settings.load(), ui_language="en"))
+    gui.qtbot.waitUntil(lambda: window.sidebar.new_button.text() == "New chat")
