@@ -71,7 +71,8 @@ def test_model_from_environment(tiny_model: Path) -> None:
     ],
 )
 def test_errors_are_one_line_with_exit_codes(args: tuple[str, ...], code: int, fragment: str) -> None:
-    assert_one_line_error(cli(*args), code, fragment)
+    headless = {"DISPLAY": "", "WAYLAND_DISPLAY": "", "QT_QPA_PLATFORM": ""}  # no args would open the window
+    assert_one_line_error(cli(*args, env=headless), code, fragment)
 
 
 def test_corrupt_model_exit_code(tmp_path: Path) -> None:
