@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages Gemma Desk needs (only those missing).
 #   app:  compiler + CMake to build llama.cpp, PortAudio, the libraries Qt's xcb plugin loads
-#   test: the same plus espeak-ng and sox (speech fixtures for the audio tests)
+#   test: the same plus espeak-ng and sox (speech fixtures) and a PulseAudio daemon with ALSA's pulse
+#         plugin (the microphone tests feed a real null sink, as no sound card exists in CI)
 # On other systems this prints what to install and returns.
 set -euo pipefail
 
@@ -9,7 +10,7 @@ packages=(build-essential cmake python3-venv python3-dev libgomp1 libportaudio2 
           libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 fontconfig)
 
 if [ "${1:-app}" = "test" ]; then
-    packages+=(espeak-ng sox)
+    packages+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins)
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
