@@ -270,22 +270,8 @@ class NativeModel:
         batch = self._batch
         for i, token in enumerate(chunk):
             batch.token[i] = token
-            batch.pos[i] = start + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = 0
-        batch.n_tokens = len(chunk)
-        if want_last_logits:
-            batch.logits[len(chunk) - 1] = 1
-        status = ll.llama_decode(self.ctx, batch)
-        if status == 2:
-            return False
-        if status != 0:
-            detail = recent_log_errors()
-            raise EngineFailure(
-                f"llama_decode failed with status {status}" + (f": {detail}" if detail else "")
-            )
-        return True
+        self._fill_positions(batch, len(chunk), start, want_last_logits)
+        return self._run(batch)
 
     def perf(self) -> ll.llama_perf_context_data:
         return ll.llama_perf_context(self.ctx)
