@@ -22,10 +22,12 @@ from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from app.gui import qt_fixes
+from app.gui.devices import Devices
 from app.gui.dialogs.standard import Dialogs
 from app.gui.main_window import MainWindow
 from app.gui.settings import AppSettings, GuiSettings
 from model_io.engine import Engine
+from model_io.errors import InputError
 
 qt_fixes.apply()
 
@@ -51,10 +53,27 @@ class FakeDialogs:
     export_target: Path | None = None
     confirm: bool = True
     settings_result: GuiSettings | None = None
+    projector_file: Path | None = None
+    image_files: list[Path] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
 
     def dialogs(self) -> Dialogs:
-        return Dialogs(self._choose_model, self._choose_export, self._confirm_delete, self._edit_settings)
+        return Dialogs(
+            self._choose_model,
+            self._choose_export,
+            self._confirm_delete,
+            self._edit_settings,
+            self._choose_projector,
+            self._choose_images,
+        )
+
+    def _choose_projector(self) -> Path | None:
+        self.asked.append("projector")
+        return self.projector_file
+
+    def _choose_images(self) -> list[Path]:
+        self.asked.append("images")
+        return list(self.image_files)
 
     def _choose_model(self) -> Path | None:
         self.asked.append("model")
@@ -71,6 +90,19 @@ class FakeDialogs:
     def _edit_settings(self, current: GuiSettings) -> GuiSettings | None:
         self.asked.append("settings")
         return self.settings_result
+
+
+def no_devices() -> Devices:
+    """No real hardware in tests: no microphone, no camera (the tests that need them pass fakes)."""
+    from model_io.capture import FakeAudioBackend, Microphone
+
+    def microphone(device: str) -> Microphone:
+        return Microphone(device or None, backend=FakeAudioBackend(devices=()))
+
+    def camera(*_args: Any) -> Any:
+        raise InputError("no camera in this test")
+
+    return Devices(microphone=microphone, camera=camera, cameras=list, microphones=list)
 
 
 class CountingEngine(Engine):
@@ -96,12 +128,16 @@ class GuiHarness:
         *,
         dialogs: FakeDialogs | None = None,
         engine_factory: Any = Engine,
+        devices: Devices | None = None,
         **settings: Any,
     ) -> MainWindow:
         app_settings = AppSettings()
         app_settings.update(**{**TEST_SETTINGS, "model_path": str(model or ""), **settings})
         window = MainWindow(
-            app_settings, dialogs=(dialogs or FakeDialogs()).dialogs(), engine_factory=engine_factory
+            app_settings,
+            dialogs=(dialogs or FakeDialogs()).dialogs(),
+            engine_factory=engine_factory,
+            devices=devices or no_devices(),
         )
         self.windows.append(window)
         window.resize(1000, 680)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gui_support
 import pytest
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QLineEdit
 from pytestqt.qtbot import QtBot
 
@@ -45,7 +46,7 @@ def test_round_trip_through_the_ini_file_under_gemma_desk_home(isolated_home: Pa
     assert AppSettings().load() == CUSTOM
     text = settings_path().read_text()
     assert "[model]" in text and "context=4096" in text and "[sampling]" in text
-    assert {key.value.split("/")[0] for key in Key} == {"model", "sampling", "ui"}
+    assert {key.value.split("/")[0] for key in Key} == {"model", "sampling", "ui", "media"}
 
 
 def test_missing_or_broken_values_fall_back_to_defaults_one_by_one() -> None:
@@ -79,7 +80,8 @@ def test_dialog_round_trip_and_accessible_fields(qtbot: QtBot) -> None:
     assert dialog.seed.text() == "random" and dialog.gpu_layers.text() == "all"
     line_edits = [e for e in dialog.findChildren(QLineEdit) if not isinstance(e.parent(), QAbstractSpinBox)]
     fields = [*dialog.findChildren(QAbstractSpinBox), *dialog.findChildren(QComboBox), *line_edits]
-    assert len(fields) == 10 and all(f.accessibleName() for f in fields)
+    # 10 model/sampling/interface fields + projector, microphone and the hold-to-talk key's editor
+    assert len(fields) == 13 and all(f.accessibleName() for f in fields)
     assert dialog.model_path.accessibleName() and dialog.context.accessibleName() == "Context (tokens)"
 
 
@@ -131,3 +133,19 @@ def test_language_setting_switches_the_ui_live(gui: gui_support.GuiHarness) -> N
     assert window.menuBar().actions()[0].text() == "&Archivo"
     window.settings_controller.apply(dataclasses.replace(window.settings.load(), ui_language="en"))
     gui.qtbot.waitUntil(lambda: window.sidebar.new_button.text() == "New chat")
+
+
+def test_dialog_picks_the_microphone_and_the_hold_to_talk_key(qtbot: QtBot) -> None:
+    dialog = SettingsDialog(CUSTOM, microphones=["Built-in", "USB headset"])
+    qtbot.addWidget(dialog)
+    assert dialog.microphone.currentText() == "System default" and dialog.value().microphone == ""
+    dialog.microphone.setCurrentIndex(dialog.microphone.findData("USB headset"))
+    dialog.talk_shortcut.setKeySequence(QKeySequence("F8"))
+    dialog.mmproj_path.setText(" /models/mmproj.gguf ")
+    value = dialog.value()
+    assert (value.microphone, value.talk_shortcut, value.mmproj_path) == (
+        "USB headset",
+        "F8",
+        "/models/mmproj.gguf",
+    )
+    assert value.validated() == value

@@ -16,6 +16,10 @@ class WindowActions(QObject):
     def __init__(self, window: QMainWindow):
         super().__init__(window)
         self.open_model = self._action(QKeySequence.StandardKey.Open)
+        self.choose_projector = self._action()
+        self.attach_image = self._action("Ctrl+Shift+A")
+        self.show_camera = self._action("Ctrl+Shift+K")
+        self.show_camera.setCheckable(True)
         self.new_chat = self._action(QKeySequence.StandardKey.New)
         self.export_markdown = self._action()
         self.export_json = self._action()
@@ -49,8 +53,10 @@ class WindowActions(QObject):
 
     def _build_menus(self, window: QMainWindow) -> None:
         bar = window.menuBar()
-        file_menu = [self.open_model, self.new_chat, None, self.export_markdown, self.export_json, None]
+        file_menu = [self.open_model, self.choose_projector, self.new_chat, None]
+        file_menu += [self.export_markdown, self.export_json, None]
         conversation_menu = [self.send, self.stop, self.regenerate, self.edit_last, None, self.focus_composer]
+        conversation_menu += [None, self.attach_image, self.show_camera]
         layout: dict[str, list[QAction | None]] = {
             "file": [*file_menu, self.settings, None, self.quit],
             "conversation": conversation_menu,
@@ -75,6 +81,9 @@ class WindowActions(QObject):
             self._menus[key].setTitle(title)
         texts = {
             self.open_model: self.tr("&Open model…"),
+            self.choose_projector: self.tr("Choose &projector (mmproj)…"),
+            self.attach_image: self.tr("&Attach image…"),
+            self.show_camera: self.tr("Show &camera"),
             self.new_chat: self.tr("&New chat"),
             self.export_markdown: self.tr("Export as &Markdown…"),
             self.export_json: self.tr("Export as &JSON…"),

@@ -79,13 +79,16 @@ class EngineBridge(QObject):
 
     # -- requests (GUI thread) ------------------------------------------------------------------
 
-    def load(self, model_path: Path, settings: LoadSettings) -> int:
-        """Load a model, superseding any load or answer in progress (ignored once shutting down)."""
+    def load(self, model_path: Path, settings: LoadSettings, mmproj_path: Path | None = None) -> int:
+        """Load a model (and its projector), superseding any load or answer in progress.
+
+        Ignored once shutting down.
+        """
         if self._shutting_down:
             return 0
         self.cancel_chat()
         self.cancel_load()
-        request = LoadRequest(Path(model_path), settings)
+        request = LoadRequest(Path(model_path), settings, mmproj_path=mmproj_path)
         self._load_id = request.request_id
         return self._engine.load(request)
 

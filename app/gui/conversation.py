@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from model_io.prompt import ChatMessage, Role
+from model_io.media import MediaInput
+from model_io.prompt import ChatMessage, ContentPart, Role
 
 MessageState = Literal["done", "streaming", "stopped", "error"]
 TITLE_LENGTH = 60
@@ -17,13 +18,37 @@ TITLE_LENGTH = 60
 
 @dataclass
 class Message:
-    """One turn; ``attachments`` holds content digests (images/audio arrive with the media issues)."""
+    """One turn.
+
+    ``attachments`` holds content digests and ``attachment_kinds`` their kinds (what history keeps).
+    ``parts`` is what the engine sees when the turn has media (images, a clip and the text, in order);
+    history restores it from the stored payloads, and if those are gone the turn keeps only its text.
+    A ``standalone`` turn (transcribe, translate) is answered on its own, without the turns before it.
+    """
 
     role: Role
     text: str
     state: MessageState = "done"
     finish_reason: str | None = None
     attachments: tuple[str, ...] = ()
+    attachment_kinds: tuple[str, ...] = ()
+    parts: tuple[ContentPart, ...] = field(default=(), compare=False, repr=False)
+    standalone: bool = False
+
+    @classmethod
+    def with_media(cls, role: Role, text: str, parts: tuple[ContentPart, ...], **kwargs: object) -> Message:
+        media = [p for p in parts if isinstance(p, MediaInput)]
+        return cls(
+            role,
+            text,
+            attachments=tuple(m.digest for m in media),
+            attachment_kinds=tuple(m.kind for m in media),
+            parts=parts,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def content(self) -> str | tuple[ContentPart, ...]:
+        return self.parts if self.parts else self.text
 
 
 @dataclass
@@ -44,11 +69,20 @@ class Conversation:
         for message in self.messages:
             if message.state in ("streaming", "error"):
                 continue
+            content = message.content()
             if turns and turns[-1].role == message.role:
-                merged = f"{turns[-1].text}\n\n{message.text}".strip()
-                turns[-1] = ChatMessage(message.role, merged)
+                previous = turns[-1].content
+                if isinstance(previous, str) and isinstance(content, str):
+                    turns[-1] = ChatMessage(message.role, f"{previous}\n\n{content}".strip())
+                else:
+                    turns[-1] = ChatMessage(
+                        message.role, (*turns[-1].parts, "\n\n", *(message.parts or (content,)))
+                    )
             else:
-                turns.append(ChatMessage(message.role, message.text))
+                turns.append(ChatMessage(message.role, content))
+        last = self.last_index("user")
+        if last is not None and self.messages[last].standalone and turns and turns[-1].role == "user":
+            return (ChatMessage("user", self.messages[last].content()),)  # answered on its own
         return tuple(turns)
 
     def last_index(self, role: Role) -> int | None:

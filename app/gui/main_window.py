@@ -14,13 +14,18 @@ from PySide6.QtWidgets import QMainWindow, QSplitter, QStackedWidget, QVBoxLayou
 
 from app.gui.actions import WindowActions
 from app.gui.bridge import EngineBridge, EngineFactory
+from app.gui.controllers.attachments import AttachmentController
+from app.gui.controllers.camera import CameraController
 from app.gui.controllers.chat import ChatController
 from app.gui.controllers.history import HistoryController
-from app.gui.controllers.model import ModelController
+from app.gui.controllers.model import MediaSupport, ModelController
 from app.gui.controllers.settings import SettingsController
+from app.gui.controllers.voice import VoiceController
+from app.gui.devices import Devices
 from app.gui.dialogs.standard import Dialogs, standard_dialogs
 from app.gui.history.store import HistoryStore
-from app.gui.settings import AppSettings, Key
+from app.gui.settings import AppSettings, GuiSettings, Key
+from app.gui.widgets.camera_panel import CameraPanel
 from app.gui.widgets.composer import Composer
 from app.gui.widgets.conversation_view import ConversationView
 from app.gui.widgets.empty_state import EmptyState
@@ -46,8 +51,10 @@ class MainWindow(QMainWindow):
         *,
         engine_factory: EngineFactory = Engine,
         dialogs: Dialogs | None = None,
+        devices: Devices | None = None,
     ):
         super().__init__()
+        self.devices = devices or Devices()
         self.settings = settings
         self.store = store or HistoryStore()
         self.bridge = EngineBridge(engine_factory, self)
@@ -76,10 +83,17 @@ class MainWindow(QMainWindow):
         self.conversation_view = ConversationView(self)
         self.composer = Composer(self)
         self.status_panel = StatusPanel(self)
+        self.camera_panel = CameraPanel(self)
 
     def _build_controllers(self, dialogs: Dialogs) -> None:
         self.model = ModelController(
-            self.bridge, self.settings, self.status_panel, self.notice, dialogs.choose_model, self
+            self.bridge,
+            self.settings,
+            self.status_panel,
+            self.notice,
+            dialogs.choose_model,
+            self,
+            choose_projector=dialogs.choose_projector,
         )
         self.chat = ChatController(
             self.bridge, self.conversation_view, self.composer, self.store, self.notice, self.settings.load
@@ -91,6 +105,18 @@ class MainWindow(QMainWindow):
         self.history.setParent(self)
         self.settings_controller = SettingsController(
             self.settings, self.model, self.notice, dialogs.edit_settings, self
+        )
+        self.attachments = AttachmentController(self.composer, dialogs.choose_images, self)
+        self.voice = VoiceController(
+            self.composer, self.chat, self.notice, self.settings.load, self.devices.microphone, self
+        )
+        self.camera = CameraController(
+            self.camera_panel,
+            self.attachments,
+            self.settings,
+            self.devices.camera,
+            self.devices.cameras,
+            self,
         )
 
     def _layout(self) -> None:
@@ -111,6 +137,10 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([240, 760])
         self.setCentralWidget(self.splitter)
         self.statusBar().addPermanentWidget(self.status_panel, 1)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.camera_panel)
+        self.camera_panel.setVisible(False)
+        self.setAcceptDrops(True)
+        self.installEventFilter(self.attachments)
         self.setTabOrder(self.sidebar.list, self.conversation_view)
         self.setTabOrder(self.conversation_view, self.composer.editor)
 
@@ -125,10 +155,17 @@ class MainWindow(QMainWindow):
         self.chat.conversationChanged.connect(self._update_actions)
         self.chat.conversationSaved.connect(lambda _id: self._update_actions())
         self.bridge.statsReady.connect(self._show_stats)
+        self.model.mediaChanged.connect(self._show_media)
+        self.settings_controller.settingsChanged.connect(self._settings_changed)
+        self.voice.watch_keys(self)
         self.empty_state.chooseModelRequested.connect(self.model.choose)
         self.composer.editingChanged.connect(lambda _editing: self._update_actions())
         actions = self.commands
         actions.open_model.triggered.connect(self.model.choose)
+        actions.choose_projector.triggered.connect(self.model.choose_projector)
+        actions.attach_image.triggered.connect(self.attachments.choose)
+        actions.show_camera.toggled.connect(self.camera_panel.setVisible)
+        self.camera_panel.visibilityChanged.connect(actions.show_camera.setChecked)
         actions.new_chat.triggered.connect(self.history.new_chat)
         actions.export_markdown.triggered.connect(lambda: self._export_current("md"))
         actions.export_json.triggered.connect(lambda: self._export_current("json"))
@@ -140,12 +177,21 @@ class MainWindow(QMainWindow):
         actions.edit_last.triggered.connect(self.chat.edit_last)
         actions.focus_composer.triggered.connect(self.composer.focus_prompt)
         actions.about.triggered.connect(self._about)
+        actions.attach_image.setEnabled(False)
         self._update_actions()
 
     # -- behaviour that belongs to the window ---------------------------------------------------------
 
     def _show_stats(self, event: Stats) -> None:
         self.status_panel.show_stats(event.stats)
+
+    def _show_media(self, media: MediaSupport) -> None:
+        projector = media.projector is not None
+        self.composer.set_media(vision=media.has_vision, audio=media.has_audio, projector=projector)
+        self.commands.attach_image.setEnabled(media.has_vision)
+
+    def _settings_changed(self, new: GuiSettings) -> None:
+        self.voice.set_shortcut(new.talk_shortcut)
 
     def _update_page(self) -> None:
         """The empty state only while there is neither a model (or one loading) nor a conversation."""
@@ -201,6 +247,8 @@ class MainWindow(QMainWindow):
             return
         self._closing = True
         self.chat.stop()  # keeps the partial answer in history
+        self.voice.close()
+        self.camera.stop()
         self.setEnabled(False)
         self.statusBar().showMessage(self.tr("Closing…"))
         self.bridge.closed.connect(self.close)
@@ -216,6 +264,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._closed = True
+        self.voice.stop_watching()
         self.settings.set_bytes_value(Key.WINDOW_GEOMETRY, self.saveGeometry())
         self.settings.set_bytes_value(Key.SPLITTER_STATE, self.splitter.saveState())
         self.store.close()

@@ -17,18 +17,21 @@ from typing import Any
 
 import platformdirs
 from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtGui import QKeySequence
 
 from model_io.errors import InputError
 from model_io.paths import APP_NAME, HOME_ENV
 from model_io.settings import DEFAULT_CONTEXT, LoadSettings, SamplingSettings, default_threads
 
 UI_LANGUAGES = ("system", "en", "es")
+DEFAULT_TALK_SHORTCUT = "Ctrl+Space"
 
 
 class Key(StrEnum):
     """Every persisted setting, as a ``group/key`` path."""
 
     MODEL_PATH = "model/path"
+    MMPROJ_PATH = "model/mmproj_path"
     THREADS = "model/threads"
     CONTEXT = "model/context"
     GPU_LAYERS = "model/gpu_layers"
@@ -38,6 +41,9 @@ class Key(StrEnum):
     SEED = "sampling/seed"
     MAX_TOKENS = "sampling/max_tokens"
     UI_LANGUAGE = "ui/language"
+    MICROPHONE = "media/microphone"
+    TALK_SHORTCUT = "media/talk_shortcut"
+    CAMERA = "media/camera"
     WINDOW_GEOMETRY = "ui/window_geometry"
     SPLITTER_STATE = "ui/splitter_state"
 
@@ -66,6 +72,10 @@ class GuiSettings:
     seed: int = -1  # -1: a fresh random seed per answer
     max_tokens: int = 1024
     ui_language: str = "system"
+    mmproj_path: str = ""  # "" = the only *mmproj*.gguf beside the model, if there is exactly one
+    microphone: str = ""  # device name; "" = the system default
+    talk_shortcut: str = DEFAULT_TALK_SHORTCUT
+    camera: str = ""  # camera index or video path; "" = the first camera
 
     def load_settings(self) -> LoadSettings:
         threads = self.threads or gui_default_threads()
@@ -81,7 +91,8 @@ class GuiSettings:
 
     def needs_reload(self, other: GuiSettings) -> bool:
         """Whether going from ``self`` to ``other`` means loading the model again."""
-        return (self.model_path, self.load_settings()) != (other.model_path, other.load_settings())
+        mine = (self.model_path, self.mmproj_path, self.load_settings())
+        return mine != (other.model_path, other.mmproj_path, other.load_settings())
 
     def validated(self) -> GuiSettings:
         """Raise InputError (with model_io's own message) if any value is out of range."""
@@ -91,6 +102,8 @@ class GuiSettings:
             raise InputError(f"max tokens must be at least 1, got {self.max_tokens}")
         if self.ui_language not in UI_LANGUAGES:
             raise InputError(f"unknown UI language {self.ui_language!r}")
+        if QKeySequence(self.talk_shortcut).isEmpty():
+            raise InputError(f"not a keyboard shortcut: {self.talk_shortcut!r}")
         return self
 
 
@@ -105,6 +118,10 @@ _FIELD_KEYS: dict[str, Key] = {
     "seed": Key.SEED,
     "max_tokens": Key.MAX_TOKENS,
     "ui_language": Key.UI_LANGUAGE,
+    "mmproj_path": Key.MMPROJ_PATH,
+    "microphone": Key.MICROPHONE,
+    "talk_shortcut": Key.TALK_SHORTCUT,
+    "camera": Key.CAMERA,
 }
 
 

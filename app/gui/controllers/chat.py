@@ -19,6 +19,8 @@ from app.gui.widgets.composer import Composer, Mode, Submission
 from app.gui.widgets.conversation_view import ConversationView
 from app.gui.widgets.notice_bar import NoticeBar
 from model_io.events import Done, EngineError, TextDelta
+from model_io.media import MediaInput
+from model_io.prompt import ChatMessage, ContentPart
 
 SettingsSource = Callable[[], GuiSettings]
 
@@ -72,11 +74,7 @@ class ChatController(QObject):
     # -- user intents ---------------------------------------------------------------------------------
 
     def send(self, submission: Submission) -> None:
-        """Append the user's turn and start the answer.
-
-        Attachments are kept on the message by content digest; handing their media to the engine is
-        for the image/audio issues (``ChatRequest`` carries text only so far).
-        """
+        """Append the user's turn (media first, then the text, as one turn) and start the answer."""
         if self.busy or submission.mode is not Mode.CHAT or not (submission.text or submission.attachments):
             return
         self._drop_failed_tail()
@@ -84,8 +82,22 @@ class ChatController(QObject):
             self._truncate(self._edit_index)
             self._edit_index = None
             self._composer.finish_edit()
-        digests = tuple(m.digest for m in submission.attachments)
-        self._append(Message("user", submission.text, attachments=digests))
+        if submission.attachments:
+            text: tuple[ContentPart, ...] = (submission.text,) if submission.text else ()
+            parts: tuple[ContentPart, ...] = (*submission.attachments, *text)
+            self._append(Message.with_media("user", submission.text, parts))
+        else:
+            self._append(Message("user", submission.text))
+        self._start_answer()
+
+    def send_speech(self, request: tuple[ChatMessage, ...]) -> None:
+        """A transcription or translation recipe: shown as a turn, answered on its own (no history)."""
+        if self.busy or not request:
+            return
+        self._drop_failed_tail()
+        self._cancel_edit_state()
+        turn = request[-1]
+        self._append(Message.with_media("user", turn.text, turn.parts, standalone=True))
         self._start_answer()
 
     def stop(self) -> None:
@@ -110,7 +122,11 @@ class ChatController(QObject):
         if not self.can_generate or last_user is None:
             return
         self._edit_index = last_user
-        self._composer.begin_edit(self.conversation.messages[last_user].text)
+        message = self.conversation.messages[last_user]
+        self._composer.begin_edit(message.text)
+        for part in message.parts:  # the turn's images and clip come back too (not after a reopen)
+            if isinstance(part, MediaInput):
+                self._composer.add_attachment(part)
 
     def new_chat(self) -> None:
         self.open(Conversation())

@@ -8,6 +8,7 @@ currently loaded model) is touched; only then does the bridge load it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -25,6 +26,15 @@ from model_io.paths import models_dir
 FileChooser = Callable[[], Path | None]
 
 
+@dataclass(frozen=True)
+class MediaSupport:
+    """What the loaded model can take besides text; ``projector`` is None when none was loaded."""
+
+    projector: Path | None = None
+    has_vision: bool = False
+    has_audio: bool = False
+
+
 def discover_model(folder: Path) -> Path | None:
     """The only text GGUF in ``folder`` (projectors excluded), as the CLI does; else None."""
     if not folder.is_dir():
@@ -33,11 +43,21 @@ def discover_model(folder: Path) -> Path | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+def discover_projector(model: Path) -> Path | None:
+    """The only ``*mmproj*.gguf`` beside ``model``; None when there is none or the choice is ambiguous."""
+    folder = model.parent
+    if not folder.is_dir():
+        return None
+    candidates = [p for p in folder.glob("*.gguf") if "mmproj" in p.name.lower() and p != model]
+    return candidates[0] if len(candidates) == 1 else None
+
+
 class ModelController(QObject):
     """Owns the "which model, is it loaded" state; ``readyChanged`` drives the rest of the window."""
 
     readyChanged = Signal(bool)
     loadingChanged = Signal(bool)
+    mediaChanged = Signal(MediaSupport)
 
     def __init__(
         self,
@@ -47,6 +67,8 @@ class ModelController(QObject):
         notice: NoticeBar,
         choose_file: FileChooser,
         parent: QObject | None = None,
+        *,
+        choose_projector: FileChooser | None = None,
     ):
         super().__init__(parent)
         self._bridge = bridge
@@ -54,6 +76,9 @@ class ModelController(QObject):
         self._status = status
         self._notice = notice
         self._choose_file = choose_file
+        self._choose_projector = choose_projector or (lambda: None)
+        self.media = MediaSupport()
+        self._pending_projector: Path | None = None
         self._load_id: int | None = None
         self._pending: tuple[Path, str] = (Path(), "")
         self.ready = False
@@ -79,7 +104,25 @@ class ModelController(QObject):
     def choose(self) -> None:
         path = self._choose_file()
         if path is not None:
+            if str(path) != self._settings.load().model_path:
+                self._settings.update(mmproj_path="")  # a chosen projector belonged to the old model
             self.open_model(path)
+
+    def choose_projector(self) -> None:
+        """Pick the projector (mmproj) explicitly and load the model again with it."""
+        path = self._choose_projector()
+        if path is None:
+            return
+        self._settings.update(mmproj_path=str(path))
+        if self._settings.load().model_path:
+            self.reload()
+
+    def projector_for(self, model: Path) -> Path | None:
+        """The chosen projector if it still exists, else the only one beside the model."""
+        chosen = self._settings.load().mmproj_path
+        if chosen and Path(chosen).is_file():
+            return Path(chosen)
+        return discover_projector(model)
 
     def open_model(self, path: Path) -> None:
         """Validate ``path`` off the GUI thread, then load it; a loaded model stays until then."""
@@ -111,7 +154,10 @@ class ModelController(QObject):
         self._status.show_loading(path.name)
         self._set_ready(False)
         self.loadingChanged.emit(True)
-        self._load_id = self._bridge.load(path, self._settings.load().load_settings())
+        self._pending_projector = self.projector_for(path)
+        self._set_media(MediaSupport())
+        settings = self._settings.load().load_settings()
+        self._load_id = self._bridge.load(path, settings, self._pending_projector)
 
     def _on_inspect_failed(self, error: BaseException) -> None:
         if isinstance(error, GemmaDeskError):
@@ -135,12 +181,28 @@ class ModelController(QObject):
         self._settings.update(model_path=str(path))
         self._status.show_model(name, event.info)
         self.loadingChanged.emit(False)
+        info = event.info
+        self._set_media(MediaSupport(info.mmproj_path, info.has_vision, info.has_audio))
         self._set_ready(True)
+
+    def _set_media(self, media: MediaSupport) -> None:
+        if media != self.media:
+            self.media = media
+            self.mediaChanged.emit(media)
 
     def _on_failed(self, event: EngineError) -> None:
         if event.request_id == self._load_id:
             self._load_id = None
-            self._fail(event.message)
+            message = event.message
+            if self._pending_projector is not None:
+                message = (
+                    self.tr("%1 (with the projector %2; choose another with File, Choose projector)")
+                    .replace("%1", message)
+                    .replace("%2", self._pending_projector.name)
+                )
+                if self._settings.load().mmproj_path == str(self._pending_projector):
+                    self._settings.update(mmproj_path="")  # the next start is not stuck on it
+            self._fail(message)
 
     def _fail(self, message: str) -> None:
         self._status.clear_model()

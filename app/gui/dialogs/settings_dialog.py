@@ -6,7 +6,10 @@ model reload or a language switch.
 
 from __future__ import annotations
 
+import dataclasses
+
 from PySide6.QtCore import QEvent
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -16,6 +19,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QKeySequenceEdit,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -32,11 +36,18 @@ from model_io.settings import MAX_CONTEXT, MIN_CONTEXT
 class SettingsDialog(QDialog):
     """Model, sampling and interface settings in three groups."""
 
-    def __init__(self, settings: GuiSettings, parent: QWidget | None = None):
+    def __init__(
+        self, settings: GuiSettings, parent: QWidget | None = None, microphones: list[str] | None = None
+    ):
         super().__init__(parent)
         self._initial = settings
         self.model_path = QLineEdit(settings.model_path, self)
         self.browse_button = QPushButton(self)
+        self.mmproj_path = QLineEdit(settings.mmproj_path, self)
+        self.microphone = QComboBox(self)
+        self._microphones = list(microphones or [])
+        self.talk_shortcut = QKeySequenceEdit(QKeySequence(settings.talk_shortcut), self)
+        self.talk_shortcut.setMaximumSequenceLength(1)
         self.threads = self._spin(0, 256, settings.threads)
         self.context = self._spin(MIN_CONTEXT, MAX_CONTEXT, settings.context, step=512)
         self.gpu_layers = self._spin(-1, 999, settings.gpu_layers)
@@ -83,6 +94,8 @@ class SettingsDialog(QDialog):
         self._add_rows(model, [("context", self.context), ("gpu", self.gpu_layers)])
         sampling = self._group("sampling", [("temperature", self.temperature), ("top_k", self.top_k)])
         self._add_rows(sampling, [("top_p", self.top_p), ("seed", self.seed), ("max", self.max_tokens)])
+        self._add_rows(model, [("mmproj", self.mmproj_path)])
+        self._group("media", [("microphone", self.microphone), ("talk", self.talk_shortcut)])
         self._group("interface", [("language", self.language)])
         layout = QVBoxLayout(self)
         for group in self._groups.values():
@@ -112,8 +125,13 @@ class SettingsDialog(QDialog):
 
     def value(self) -> GuiSettings:
         """The edited settings (not yet validated against model_io's ranges beyond the spin limits)."""
-        return GuiSettings(
+        shortcut = self.talk_shortcut.keySequence().toString() or self._initial.talk_shortcut
+        return dataclasses.replace(
+            self._initial,
             model_path=self.model_path.text().strip(),
+            mmproj_path=self.mmproj_path.text().strip(),
+            microphone=str(self.microphone.currentData() or ""),
+            talk_shortcut=shortcut,
             threads=self.threads.value(),
             context=self.context.value(),
             gpu_layers=self.gpu_layers.value(),
@@ -135,6 +153,7 @@ class SettingsDialog(QDialog):
         titles = {
             "model": self.tr("Model"),
             "sampling": self.tr("Answers"),
+            "media": self.tr("Microphone"),
             "interface": self.tr("Interface"),
         }
         for key, title in titles.items():
@@ -150,6 +169,9 @@ class SettingsDialog(QDialog):
             "seed": self.tr("&Seed:"),
             "max": self.tr("&Maximum answer length (tokens):"),
             "language": self.tr("&Language:"),
+            "mmproj": self.tr("&Projector (mmproj):"),
+            "microphone": self.tr("M&icrophone:"),
+            "talk": self.tr("&Hold-to-talk key:"),
         }
         for key, text in texts.items():
             self._labels[key].setText(text)
@@ -164,7 +186,25 @@ class SettingsDialog(QDialog):
         self.gpu_layers.setToolTip(self.tr("Layers to offload to the GPU; 0 runs on the CPU only"))
         self.seed.setSpecialValueText(self.tr("random"))
         self.temperature.setToolTip(self.tr("0 always picks the most likely token"))
+        inner = self.talk_shortcut.findChild(QLineEdit)
+        if inner is not None:
+            inner.setAccessibleName(self.tr("Hold-to-talk key"))
+        self.mmproj_path.setPlaceholderText(self.tr("automatic: the only *mmproj*.gguf beside the model"))
         self._fill_languages()
+        self._fill_microphones()
+
+    def _fill_microphones(self) -> None:
+        current = self.microphone.currentData() if self.microphone.count() else self._initial.microphone
+        self.microphone.blockSignals(True)
+        self.microphone.clear()
+        self.microphone.addItem(self.tr("System default"), "")
+        names = list(self._microphones)
+        if self._initial.microphone and self._initial.microphone not in names:
+            names.append(self._initial.microphone)
+        for name in names:
+            self.microphone.addItem(name, name)
+        self.microphone.setCurrentIndex(max(0, self.microphone.findData(current)))
+        self.microphone.blockSignals(False)
 
     def _fill_languages(self) -> None:
         current = self.language.currentData() or self._initial.ui_language

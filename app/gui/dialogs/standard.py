@@ -8,12 +8,22 @@ from pathlib import Path
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox, QWidget
 
+from app.gui.controllers.attachments import ImageChooser
 from app.gui.controllers.history import Confirm, ExportChooser
 from app.gui.controllers.model import FileChooser
 from app.gui.controllers.settings import SettingsEditor
+from app.gui.devices import default_microphones
 from app.gui.dialogs.settings_dialog import SettingsDialog
 from app.gui.settings import GuiSettings
 from model_io.paths import models_dir
+
+
+def _no_file() -> Path | None:
+    return None
+
+
+def _no_files() -> list[Path]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,8 @@ class Dialogs:
     choose_export: ExportChooser
     confirm_delete: Confirm
     edit_settings: SettingsEditor
+    choose_projector: FileChooser = _no_file
+    choose_images: ImageChooser = _no_files
 
 
 class StandardDialogs(QObject):
@@ -43,6 +55,24 @@ class StandardDialogs(QObject):
         )
         return Path(path) if path else None
 
+    def choose_projector(self) -> Path | None:
+        path, _ = QFileDialog.getOpenFileName(
+            self._window,
+            self.tr("Choose the projector (mmproj) for images and speech"),
+            str(models_dir()) if models_dir().is_dir() else "",
+            self.tr("Projectors (*mmproj*.gguf);;GGUF files (*.gguf);;All files (*)"),
+        )
+        return Path(path) if path else None
+
+    def choose_images(self) -> list[Path]:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self._window,
+            self.tr("Attach images"),
+            "",
+            self.tr("Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff);;All files (*)"),
+        )
+        return [Path(p) for p in paths]
+
     def choose_export(self, suggested: str, fmt: str) -> Path | None:
         name_filter = self.tr("Markdown (*.md)") if fmt == "md" else self.tr("JSON (*.json)")
         path, _ = QFileDialog.getSaveFileName(
@@ -57,7 +87,7 @@ class StandardDialogs(QObject):
         return answer == QMessageBox.StandardButton.Yes
 
     def edit_settings(self, current: GuiSettings) -> GuiSettings | None:
-        dialog = SettingsDialog(current, self._window)
+        dialog = SettingsDialog(current, self._window, default_microphones())
         try:
             return dialog.value() if dialog.exec() == QDialog.DialogCode.Accepted else None
         finally:
@@ -66,4 +96,11 @@ class StandardDialogs(QObject):
 
 def standard_dialogs(window: QWidget) -> Dialogs:
     dialogs = StandardDialogs(window)
-    return Dialogs(dialogs.choose_model, dialogs.choose_export, dialogs.confirm_delete, dialogs.edit_settings)
+    return Dialogs(
+        dialogs.choose_model,
+        dialogs.choose_export,
+        dialogs.confirm_delete,
+        dialogs.edit_settings,
+        dialogs.choose_projector,
+        dialogs.choose_images,
+    )

@@ -2,7 +2,8 @@
 
 Calls are made on the GUI thread: each is a handful of indexed rows with ``synchronous=NORMAL`` in WAL
 mode (well under a millisecond), which is cheaper than a thread hop.  Only finished turns are
-written, never individual streamed tokens.
+written, never individual streamed tokens.  Attachment payloads go to ``attachments/<digest>.npy``
+beside the database (see :mod:`app.gui.history.media_files`), written once per distinct image or clip.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.gui.conversation import Conversation, Message
+from app.gui.conversation import Conversation, Message, MessageState
+from app.gui.history.media_files import read_media, write_media
 from app.gui.history.migrations import migrate
+from model_io.media import MediaInput
 from model_io.paths import data_dir
 
 DB_NAME = "history.sqlite3"
@@ -54,6 +57,7 @@ class HistoryStore:
         # SQLite's LIKE folds ASCII only; casefold() makes "ÉTÉ" find "été" too.
         self._db.create_function("casefold", 1, _casefold, deterministic=True)
         self.applied_migrations = migrate(self._db, _now())
+        self.media_dir = self.path.parent / "attachments"
 
     def close(self) -> None:
         self._db.close()
@@ -90,15 +94,33 @@ class HistoryStore:
             db.execute(
                 "DELETE FROM messages WHERE conversation_id = ? AND position >= ?", (conversation_id, start)
             )
-            db.executemany(
-                "INSERT INTO messages (conversation_id, position, role, text, finish_reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (conversation_id, start + offset, m.role, m.text, m.finish_reason, now)
-                    for offset, m in enumerate(messages)
-                ],
-            )
+            for offset, m in enumerate(messages):
+                cursor = db.execute(
+                    "INSERT INTO messages (conversation_id, position, role, text, finish_reason, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (conversation_id, start + offset, m.role, m.text, m.finish_reason, now),
+                )
+                self._link_attachments(db, cursor.lastrowid, m, now)
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+
+    def _link_attachments(
+        self, db: sqlite3.Connection, message_id: int | None, message: Message, now: str
+    ) -> None:
+        """Record the turn's media by digest, with the payload file when the turn still has it."""
+        media = {p.digest: p for p in message.parts if isinstance(p, MediaInput)}
+        kinds = message.attachment_kinds or ("image",) * len(message.attachments)
+        for position, (digest, kind) in enumerate(zip(message.attachments, kinds, strict=True)):
+            item = media.get(digest)
+            path = str(write_media(self.media_dir, item)) if item is not None else ""
+            db.execute(
+                "INSERT INTO attachments (digest, kind, label, path, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(digest) DO UPDATE SET path = excluded.path WHERE attachments.path = ''",
+                (digest, kind, item.label if item is not None else "", path, now),
+            )
+            db.execute(
+                "INSERT INTO message_attachments (message_id, position, digest) VALUES (?, ?, ?)",
+                (message_id, position, digest),
+            )
 
     def truncate(self, conversation_id: str, length: int) -> None:
         self.replace_messages(conversation_id, length, [])
@@ -134,13 +156,33 @@ class HistoryStore:
         row = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
             raise KeyError(conversation_id)
-        messages = [
-            Message(role, text, state="stopped" if reason == "cancelled" else "done", finish_reason=reason)
-            for role, text, reason in self._db.execute(
-                "SELECT role, text, finish_reason FROM messages WHERE conversation_id = ? ORDER BY position",
-                (conversation_id,),
+        messages = []
+        for message_id, role, text, reason in self._db.execute(
+            "SELECT id, role, text, finish_reason FROM messages WHERE conversation_id = ? ORDER BY position",
+            (conversation_id,),
+        ).fetchall():
+            media = self._db.execute(
+                "SELECT a.digest, a.kind, a.label, a.path FROM message_attachments m "
+                "JOIN attachments a ON a.digest = m.digest "
+                "WHERE m.message_id = ? ORDER BY m.position",
+                (message_id,),
+            ).fetchall()
+            state: MessageState = "stopped" if reason == "cancelled" else "done"
+            inputs = [read_media(path, kind, label, digest) for digest, kind, label, path in media]
+            found = tuple(m for m in inputs if m is not None)
+            # Media first, then the text, as the composer sends them; only when every file is there.
+            parts = (*found, text) if text else found
+            messages.append(
+                Message(
+                    role,
+                    text,
+                    state=state,
+                    finish_reason=reason,
+                    attachments=tuple(row[0] for row in media),
+                    attachment_kinds=tuple(row[1] for row in media),
+                    parts=parts if media and len(found) == len(media) else (),
+                )
             )
-        ]
         return Conversation(conversation_id, row[0], messages)
 
     def journal_mode(self) -> str:

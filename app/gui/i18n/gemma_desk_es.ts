@@ -2,18 +2,75 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="es">
 <context>
-    <name>AttachmentStrip</name>
+    <name>AttachmentChip</name>
     <message>
-        <source>Image</source>
-        <translation>Imagen</translation>
+        <source>Audio: %1 (%2 s)</source>
+        <translation>Audio: %1 (%2 s)</translation>
     </message>
     <message>
-        <source>Audio</source>
-        <translation>Audio</translation>
+        <source>Image: %1</source>
+        <translation>Imagen: %1</translation>
+    </message>
+    <message>
+        <source>Remove attachment</source>
+        <translation>Quitar adjunto</translation>
     </message>
     <message>
         <source>Remove attachment %1</source>
-        <translation>Quitar el adjunto %1</translation>
+        <translation>Quitar adjunto %1</translation>
+    </message>
+</context>
+<context>
+    <name>AttachmentController</name>
+    <message>
+        <source>Could not attach the image: %1</source>
+        <translation>No se pudo adjuntar la imagen: %1</translation>
+    </message>
+    <message>
+        <source>Images need a projector (mmproj) with a vision tower: choose one with File, Choose projector</source>
+        <translation>Las imágenes necesitan un proyector (mmproj) con torre de visión: elige uno en Archivo, Elegir proyector</translation>
+    </message>
+</context>
+<context>
+    <name>CameraController</name>
+    <message>
+        <source>No camera found. Connect one and open this panel again.</source>
+        <translation>No se encontró ninguna cámara. Conecta una y vuelve a abrir este panel.</translation>
+    </message>
+    <message>
+        <source>Starting the camera…</source>
+        <translation>Iniciando la cámara…</translation>
+    </message>
+    <message>
+        <source>camera snapshot</source>
+        <translation>captura de cámara</translation>
+    </message>
+</context>
+<context>
+    <name>CameraPanel</name>
+    <message>
+        <source>Camera</source>
+        <translation>Cámara</translation>
+    </message>
+    <message>
+        <source>Snapshot</source>
+        <translation>Capturar</translation>
+    </message>
+    <message>
+        <source>Attach the current frame to your next message</source>
+        <translation>Adjunta la imagen actual a tu próximo mensaje</translation>
+    </message>
+    <message>
+        <source>Take snapshot</source>
+        <translation>Capturar imagen</translation>
+    </message>
+    <message>
+        <source>Camera preview</source>
+        <translation>Vista previa de la cámara</translation>
+    </message>
+    <message>
+        <source>Camera status</source>
+        <translation>Estado de la cámara</translation>
     </message>
 </context>
 <context>
@@ -58,6 +115,18 @@
         <translation>Cancelar edición</translation>
     </message>
     <message>
+        <source>Image…</source>
+        <translation>Imagen…</translation>
+    </message>
+    <message>
+        <source>Attach image</source>
+        <translation>Adjuntar imagen</translation>
+    </message>
+    <message>
+        <source>Attachment error</source>
+        <translation>Error del adjunto</translation>
+    </message>
+    <message>
         <source>Chat</source>
         <translation>Chat</translation>
     </message>
@@ -68,10 +137,6 @@
     <message>
         <source>Translate</source>
         <translation>Traducir</translation>
-    </message>
-    <message>
-        <source>Needs audio input: load a Gemma 3n mmproj with an audio tower (coming in a later version)</source>
-        <translation>Necesita entrada de audio: carga un mmproj de Gemma 3n con torre de audio (llegará en una versión posterior)</translation>
     </message>
     <message>
         <source>Stop</source>
@@ -96,6 +161,30 @@
     <message>
         <source>Load a model first</source>
         <translation>Primero carga un modelo</translation>
+    </message>
+    <message>
+        <source>Transcribe and Translate work on speech: hold to talk.</source>
+        <translation>Transcribir y Traducir trabajan con voz: mantén pulsado para hablar.</translation>
+    </message>
+    <message>
+        <source>Needs audio input: the loaded projector (mmproj) has no audio tower</source>
+        <translation>Necesita entrada de audio: el proyector (mmproj) cargado no tiene torre de audio</translation>
+    </message>
+    <message>
+        <source>Needs audio input: choose a Gemma 3n projector (mmproj) with an audio tower</source>
+        <translation>Necesita entrada de audio: elige un proyector (mmproj) de Gemma 3n con torre de audio</translation>
+    </message>
+    <message>
+        <source>Attach images (or paste or drop them here)</source>
+        <translation>Adjuntar imágenes (o pégalas o suéltalas aquí)</translation>
+    </message>
+    <message>
+        <source>The loaded projector (mmproj) has no vision tower, so images cannot be sent</source>
+        <translation>El proyector (mmproj) cargado no tiene torre de visión, así que no se pueden enviar imágenes</translation>
+    </message>
+    <message>
+        <source>Images need a Gemma 3n projector (mmproj): choose one with File, Choose projector</source>
+        <translation>Las imágenes necesitan un proyector (mmproj) de Gemma 3n: elige uno en Archivo, Elegir proyector</translation>
     </message>
     <message>
         <source>Send message</source>
@@ -292,6 +381,22 @@
         <translation>Regenerar respuesta</translation>
     </message>
     <message>
+        <source>1 image</source>
+        <translation>1 imagen</translation>
+    </message>
+    <message>
+        <source>%1 images</source>
+        <translation>%1 imágenes</translation>
+    </message>
+    <message>
+        <source>1 audio clip</source>
+        <translation>1 clip de audio</translation>
+    </message>
+    <message>
+        <source>%1 audio clips</source>
+        <translation>%1 clips de audio</translation>
+    </message>
+    <message>
         <source>writing…</source>
         <translation>escribiendo…</translation>
     </message>
@@ -317,6 +422,10 @@
     <message>
         <source>The model could not be loaded: %1</source>
         <translation>No se pudo cargar el modelo: %1</translation>
+    </message>
+    <message>
+        <source>%1 (with the projector %2; choose another with File, Choose projector)</source>
+        <translation>%1 (con el proyector %2; elige otro en Archivo, Elegir proyector)</translation>
     </message>
 </context>
 <context>
@@ -368,6 +477,10 @@
         <translation>Respuestas</translation>
     </message>
     <message>
+        <source>Microphone</source>
+        <translation>Micrófono</translation>
+    </message>
+    <message>
         <source>Interface</source>
         <translation>Interfaz</translation>
     </message>
@@ -412,6 +525,18 @@
         <translation>&amp;Idioma:</translation>
     </message>
     <message>
+        <source>&amp;Projector (mmproj):</source>
+        <translation>&amp;Proyector (mmproj):</translation>
+    </message>
+    <message>
+        <source>M&amp;icrophone:</source>
+        <translation>M&amp;icrófono:</translation>
+    </message>
+    <message>
+        <source>&amp;Hold-to-talk key:</source>
+        <translation>&amp;Tecla para hablar:</translation>
+    </message>
+    <message>
         <source>Browse…</source>
         <translation>Examinar…</translation>
     </message>
@@ -444,6 +569,18 @@
         <translation>0 elige siempre el token más probable</translation>
     </message>
     <message>
+        <source>Hold-to-talk key</source>
+        <translation>Tecla para hablar</translation>
+    </message>
+    <message>
+        <source>automatic: the only *mmproj*.gguf beside the model</source>
+        <translation>automático: el único *mmproj*.gguf junto al modelo</translation>
+    </message>
+    <message>
+        <source>System default</source>
+        <translation>Predeterminado del sistema</translation>
+    </message>
+    <message>
         <source>Follow the system</source>
         <translation>Según el sistema</translation>
     </message>
@@ -457,6 +594,22 @@
     <message>
         <source>GGUF models (*.gguf);;All files (*)</source>
         <translation>Modelos GGUF (*.gguf);;Todos los archivos (*)</translation>
+    </message>
+    <message>
+        <source>Choose the projector (mmproj) for images and speech</source>
+        <translation>Elige el proyector (mmproj) para imágenes y voz</translation>
+    </message>
+    <message>
+        <source>Projectors (*mmproj*.gguf);;GGUF files (*.gguf);;All files (*)</source>
+        <translation>Proyectores (*mmproj*.gguf);;Archivos GGUF (*.gguf);;Todos los archivos (*)</translation>
+    </message>
+    <message>
+        <source>Attach images</source>
+        <translation>Adjuntar imágenes</translation>
+    </message>
+    <message>
+        <source>Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff);;All files (*)</source>
+        <translation>Imágenes (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff);;Todos los archivos (*)</translation>
     </message>
     <message>
         <source>Markdown (*.md)</source>
@@ -490,6 +643,18 @@
         <translation>Progreso de carga del modelo</translation>
     </message>
     <message>
+        <source>Image and speech input</source>
+        <translation>Entrada de imágenes y voz</translation>
+    </message>
+    <message>
+        <source>Projector: %1</source>
+        <translation>Proyector: %1</translation>
+    </message>
+    <message>
+        <source>No projector loaded</source>
+        <translation>Ningún proyector cargado</translation>
+    </message>
+    <message>
         <source>Model</source>
         <translation>Modelo</translation>
     </message>
@@ -508,6 +673,18 @@
     <message>
         <source>No model loaded</source>
         <translation>Ningún modelo cargado</translation>
+    </message>
+    <message>
+        <source>images</source>
+        <translation>imágenes</translation>
+    </message>
+    <message>
+        <source>speech</source>
+        <translation>voz</translation>
+    </message>
+    <message>
+        <source>text only</source>
+        <translation>solo texto</translation>
     </message>
     <message>
         <source>CPU, threads: %1</source>
@@ -530,8 +707,66 @@
         <translation>primer token %1 ms · %2 tok/s · %3 tokens de prompt procesados</translation>
     </message>
     <message>
+        <source>image encode %1 ms</source>
+        <translation>codificación de imagen %1 ms</translation>
+    </message>
+    <message>
+        <source>audio encode %1 ms</source>
+        <translation>codificación de audio %1 ms</translation>
+    </message>
+    <message>
         <source>peak RAM %1</source>
         <translation>RAM máx. %1</translation>
+    </message>
+</context>
+<context>
+    <name>TalkBar</name>
+    <message>
+        <source>Recording… release to send</source>
+        <translation>Grabando… suelta para enviar</translation>
+    </message>
+    <message>
+        <source>Hold to talk</source>
+        <translation>Mantén para hablar</translation>
+    </message>
+    <message>
+        <source>Push to talk</source>
+        <translation>Pulsar para hablar</translation>
+    </message>
+    <message>
+        <source>Hold this button (or %1) while you speak; release to send</source>
+        <translation>Mantén este botón (o %1) mientras hablas; suelta para enviar</translation>
+    </message>
+    <message>
+        <source>Microphone level</source>
+        <translation>Nivel del micrófono</translation>
+    </message>
+    <message>
+        <source>Recording time</source>
+        <translation>Tiempo de grabación</translation>
+    </message>
+</context>
+<context>
+    <name>VoiceController</name>
+    <message>
+        <source>Wait for the answer to finish (or stop it) before talking.</source>
+        <translation>Espera a que termine la respuesta (o detenla) antes de hablar.</translation>
+    </message>
+    <message>
+        <source>Too short: hold the button while you speak.</source>
+        <translation>Demasiado corto: mantén el botón mientras hablas.</translation>
+    </message>
+    <message>
+        <source>recording</source>
+        <translation>grabación</translation>
+    </message>
+    <message>
+        <source>Recording stopped at 30 s, the longest clip Gemma hears.</source>
+        <translation>Grabación detenida a los 30 s, el clip más largo que Gemma escucha.</translation>
+    </message>
+    <message>
+        <source>Cannot record: %1</source>
+        <translation>No se puede grabar: %1</translation>
     </message>
 </context>
 <context>
@@ -551,6 +786,18 @@
     <message>
         <source>&amp;Open model…</source>
         <translation>&amp;Abrir modelo…</translation>
+    </message>
+    <message>
+        <source>Choose &amp;projector (mmproj)…</source>
+        <translation>Elegir &amp;proyector (mmproj)…</translation>
+    </message>
+    <message>
+        <source>&amp;Attach image…</source>
+        <translation>&amp;Adjuntar imagen…</translation>
+    </message>
+    <message>
+        <source>Show &amp;camera</source>
+        <translation>Mostrar &amp;cámara</translation>
     </message>
     <message>
         <source>&amp;New chat</source>

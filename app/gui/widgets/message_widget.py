@@ -69,6 +69,7 @@ class MessageWidget(QFrame):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self._role = QLabel(self)
         self._state = QLabel(self)
+        self.attachments_label = QLabel(self)
         self.body = _AutoHeightBrowser(self)
         self.copy_button = self._tool_button()
         self.edit_button = self._tool_button()
@@ -93,6 +94,7 @@ class MessageWidget(QFrame):
         header.setContentsMargins(0, 0, 0, 0)
         header.addWidget(self._role)
         header.addWidget(self._state)
+        header.addWidget(self.attachments_label)
         header.addStretch(1)
         for button in (self.copy_button, self.edit_button, self.regenerate_button):
             header.addWidget(button)
@@ -155,6 +157,8 @@ class MessageWidget(QFrame):
         user = self.message.role == "user"
         self._role.setText(self.tr("You") if user else self.tr("Gemma"))
         self._state.setText(self._state_text())
+        self.attachments_label.setText(self._attachments_text())
+        self.attachments_label.setVisible(bool(self.message.attachments))
         self.copy_button.setText(self.tr("Copy"))
         self.copy_button.setToolTip(self.tr("Copy this message as Markdown"))
         self.edit_button.setText(self.tr("Edit"))
@@ -166,6 +170,19 @@ class MessageWidget(QFrame):
         self.copy_button.setAccessibleName(self.tr("Copy message"))
         self.edit_button.setAccessibleName(self.tr("Edit message"))
         self.regenerate_button.setAccessibleName(self.tr("Regenerate answer"))
+
+    def _attachments_text(self) -> str:
+        kinds = self.message.attachment_kinds or ("image",) * len(self.message.attachments)
+        images, clips = kinds.count("image"), kinds.count("audio")
+        shown = []
+        if images:
+            shown.append(
+                self.tr("1 image") if images == 1 else self.tr("%1 images").replace("%1", str(images))
+            )
+        if clips:
+            one = self.tr("1 audio clip")
+            shown.append(one if clips == 1 else self.tr("%1 audio clips").replace("%1", str(clips)))
+        return "[" + ", ".join(shown) + "]" if shown else ""
 
     def _state_text(self) -> str:
         texts = {

@@ -26,6 +26,7 @@ class StatusPanel(QWidget):
         self.progress.setVisible(False)
         self.model_label = QLabel(self)
         self.backend_label = QLabel(self)
+        self.media_label = QLabel(self)
         self.context_label = QLabel(self)
         self.stats_label = QLabel(self)
         self.memory_label = QLabel(self)
@@ -35,6 +36,7 @@ class StatusPanel(QWidget):
             self.progress,
             self.model_label,
             self.backend_label,
+            self.media_label,
             self.context_label,
             self.stats_label,
             self.memory_label,
@@ -81,10 +83,24 @@ class StatusPanel(QWidget):
         self.progress.setAccessibleName(self.tr("Model loading progress"))
         self.model_label.setText(self._model_text())
         self.backend_label.setText(self._backend_text())
+        self.media_label.setText(self._media_text())
+        self.media_label.setAccessibleName(self.tr("Image and speech input"))
+        projector = self._model[1].mmproj_path if self._model is not None else None
+        self.media_label.setToolTip(
+            self.tr("Projector: %1").replace("%1", projector.name)
+            if projector
+            else self.tr("No projector loaded")
+        )
         self.context_label.setText(self._context_text())
         self.stats_label.setText(self._stats_text())
         self.memory_label.setText(self._memory_text())
-        for label in (self.backend_label, self.context_label, self.stats_label, self.memory_label):
+        for label in (
+            self.backend_label,
+            self.media_label,
+            self.context_label,
+            self.stats_label,
+            self.memory_label,
+        ):
             label.setVisible(bool(label.text()))
         self.model_label.setAccessibleName(self.tr("Model"))
         self.stats_label.setAccessibleName(self.tr("Last answer statistics"))
@@ -96,6 +112,13 @@ class StatusPanel(QWidget):
         if self._model is None:
             return self.tr("No model loaded")
         return self._model[0]
+
+    def _media_text(self) -> str:
+        if self._model is None:
+            return ""
+        info = self._model[1]
+        media = [self.tr("images")] * info.has_vision + [self.tr("speech")] * info.has_audio
+        return " + ".join(media) if media else self.tr("text only")
 
     def _backend_text(self) -> str:
         if self._model is None:
@@ -115,12 +138,17 @@ class StatusPanel(QWidget):
         stats = self._stats
         if stats is None:
             return ""
-        return (
+        text = (
             self.tr("first token %1 ms · %2 tok/s · %3 prompt tokens prefilled")
             .replace("%1", f"{stats.time_to_first_token_ms:.0f}")
             .replace("%2", f"{stats.decode_tokens_per_s:.1f}")
             .replace("%3", str(stats.prompt_tokens_prefilled))
         )
+        if stats.image_encode_ms > 0:
+            text += " · " + self.tr("image encode %1 ms").replace("%1", f"{stats.image_encode_ms:.0f}")
+        if stats.audio_encode_ms > 0:
+            text += " · " + self.tr("audio encode %1 ms").replace("%1", f"{stats.audio_encode_ms:.0f}")
+        return text
 
     def _memory_text(self) -> str:
         if self._stats is None or self._stats.peak_rss_bytes is None:

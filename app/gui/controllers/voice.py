@@ -1,0 +1,204 @@
+"""Push-to-talk: hold the button or the shortcut to record, release to send, per the composer's mode.
+
+* Chat: the clip, with any typed text and attached images, becomes one user turn.
+* Transcribe / Translate: the speech recipe (``transcription_request`` / ``translation_request``),
+  answered on its own and streamed into the conversation.
+
+The microphone is opened on the first press (then kept running, so later presses get the pre-roll)
+and closed when the device setting changes or the window closes.  The level meter and clock poll
+the microphone at ~20 Hz on a QTimer; the audio thread never touches Qt.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QKeyCombination, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QKeyEvent, QKeySequence
+from PySide6.QtWidgets import QApplication, QWidget
+
+from app.gui.controllers.chat import ChatController, SettingsSource
+from app.gui.devices import MicrophoneFactory
+from app.gui.widgets.composer import Composer, Mode
+from app.gui.widgets.notice_bar import NoticeBar
+from model_io.capture import Microphone
+from model_io.errors import InputError
+from model_io.media import MediaInput
+from model_io.speech import SAMPLE_RATE, find_language, transcription_request, translation_request
+
+METER_INTERVAL_MS = 50
+MIN_CLIP_SECONDS = 0.3
+
+
+class VoiceController(QObject):
+    """Owns the microphone; ``clipRecorded(seconds)`` after each release that sent something."""
+
+    clipRecorded = Signal(float)
+
+    def __init__(
+        self,
+        composer: Composer,
+        chat: ChatController,
+        notice: NoticeBar,
+        settings: SettingsSource,
+        microphone_factory: MicrophoneFactory,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self._composer, self._chat, self._notice = composer, chat, notice
+        self._settings, self._factory = settings, microphone_factory
+        self._microphone: Microphone | None = None
+        self._device: str | None = None
+        self._window: QWidget | None = None
+        self._shortcut = QKeyCombination()
+        self._meter = QTimer(self, interval=METER_INTERVAL_MS)
+        self._meter.timeout.connect(self._poll)
+        composer.talk.pressed.connect(self.press)
+        composer.talk.released.connect(self.release)
+        self.set_shortcut(settings().talk_shortcut)
+
+    @property
+    def recording(self) -> bool:
+        return self._microphone is not None and self._microphone.is_recording
+
+    @property
+    def recorded_seconds(self) -> float:
+        """Length of the utterance being recorded (0 when idle)."""
+        microphone = self._microphone
+        return microphone.recorded_seconds if microphone is not None and microphone.is_recording else 0.0
+
+    # -- shortcut ---------------------------------------------------------------------------------------
+
+    def watch_keys(self, window: QWidget) -> None:
+        """Hold-to-talk anywhere in ``window``: an application filter sees the key before any widget."""
+        self._window = window
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)
+
+    def stop_watching(self) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
+        self._window = None
+
+    def set_shortcut(self, text: str) -> None:
+        sequence = QKeySequence(text)
+        self._shortcut = sequence[0] if not sequence.isEmpty() else QKeyCombination()  # type: ignore[index]
+        self._composer.talk.set_shortcut(sequence.toString(QKeySequence.SequenceFormat.NativeText))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if kind == QEvent.Type.WindowDeactivate and watched is self._window and self.recording:
+            self.release()  # the key-up will go to another window: do not record forever
+            return False
+        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.ShortcutOverride):
+            return False
+        if not isinstance(event, QKeyEvent) or not self._in_window(watched) or not self._matches(event, kind):
+            return False
+        if kind == QEvent.Type.ShortcutOverride:
+            event.accept()  # ours: no QAction or widget binding may take it
+            return True
+        if not event.isAutoRepeat():
+            if kind == QEvent.Type.KeyPress:
+                self.press()
+            else:
+                self.release()
+        return True
+
+    def _in_window(self, watched: QObject) -> bool:
+        return self._window is not None and isinstance(watched, QWidget) and watched.window() is self._window
+
+    def _matches(self, event: QKeyEvent, kind: QEvent.Type) -> bool:
+        key = self._shortcut.key()
+        if key == Qt.Key.Key_unknown or event.key() != key:
+            return False
+        if kind == QEvent.Type.KeyRelease:
+            return self.recording  # modifiers may already be up when the key is released
+        modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        return modifiers == self._shortcut.keyboardModifiers()
+
+    # -- recording --------------------------------------------------------------------------------------
+
+    def press(self) -> None:
+        if self.recording:
+            return
+        talk = self._composer.talk
+        if not talk.button.isEnabled():
+            self._notice.show_message(talk.button.toolTip(), "info")
+            return
+        if self._chat.busy:
+            self._notice.show_message(
+                self.tr("Wait for the answer to finish (or stop it) before talking."), "info"
+            )
+            return
+        microphone = self._open()
+        if microphone is None:
+            return
+        try:
+            microphone.start_recording()
+        except InputError as exc:
+            self._fail(str(exc))
+            return
+        self._meter.start()
+        self._poll()
+
+    def release(self) -> None:
+        microphone = self._microphone
+        if microphone is None or not microphone.is_recording:
+            return
+        self._meter.stop()
+        clip = microphone.stop_recording()
+        self._composer.talk.show_idle()
+        seconds = len(clip) / SAMPLE_RATE
+        if seconds < MIN_CLIP_SECONDS:
+            self._notice.show_message(self.tr("Too short: hold the button while you speak."), "info")
+            return
+        self._send(MediaInput("audio", clip, label=self.tr("recording")))
+        self.clipRecorded.emit(seconds)
+
+    def _send(self, clip: MediaInput) -> None:
+        mode = self._composer.mode
+        if mode is Mode.CHAT:
+            self._chat.send(self._composer.take_turn((clip,)))
+        elif mode is Mode.TRANSCRIBE:
+            self._chat.send_speech(transcription_request(clip))
+        else:
+            code = str(self._composer.language_box.currentData())
+            self._chat.send_speech(translation_request(clip, find_language(code)))
+
+    def _poll(self) -> None:
+        microphone = self._microphone
+        if microphone is None or not microphone.is_recording:
+            return
+        self._composer.talk.show_recording(microphone.recorded_seconds, microphone.level_dbfs())
+        if microphone.limit_reached:
+            self._notice.show_message(
+                self.tr("Recording stopped at 30 s, the longest clip Gemma hears."), "info"
+            )
+            self.release()
+
+    def _open(self) -> Microphone | None:
+        device = self._settings().microphone
+        if self._microphone is not None and device == self._device:
+            return self._microphone
+        self.close()
+        try:
+            microphone = self._factory(device)
+            microphone.start()
+        except InputError as exc:
+            self._fail(str(exc))
+            return None
+        self._microphone, self._device = microphone, device
+        return microphone
+
+    def _fail(self, message: str) -> None:
+        self._meter.stop()
+        self._composer.talk.show_idle()
+        self._notice.show_message(self.tr("Cannot record: %1").replace("%1", message))
+
+    def close(self) -> None:
+        """Release the microphone (device change, window closing)."""
+        self._meter.stop()
+        microphone, self._microphone = self._microphone, None
+        if microphone is not None:
+            microphone.close()
+        self._composer.talk.show_idle()
