@@ -66,11 +66,31 @@ def prepare_waveform(waveform: np.ndarray) -> np.ndarray:
 def log_mel(waveform: np.ndarray) -> np.ndarray:
     """(T, 128) float32 log-mel features of a 16 kHz mono clip, as Gemma 3n's extractor makes them."""
     wave = prepare_waveform(waveform)
-    n_frames = (len(wave) - _FRAME_SPAN) // spec.HOP_LENGTH + 1
+    return log_mel_frames(wave, 0, n_complete_frames(len(wave)))
+
+
+def n_complete_frames(n_samples: int) -> int:
+    """Frames whose 513 samples all lie within the first ``n_samples`` samples."""
+    return max(0, (n_samples - _FRAME_SPAN) // spec.HOP_LENGTH + 1)
+
+
+def log_mel_frames(wave: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Log-mel frames ``first .. first + count - 1`` of ``wave`` (float32, starting at sample 0).
+
+    Frame t reads samples ``160 t .. 160 t + 512`` only, so frames can be computed as soon
+    as their samples exist: the streaming encoder calls this on a growing buffer and gets
+    exactly the rows :func:`log_mel` gives for the whole clip.
+    """
+    if count <= 0:
+        return np.zeros((0, spec.N_MELS), dtype=np.float32)
+    start = first * spec.HOP_LENGTH
+    if start + (count - 1) * spec.HOP_LENGTH + _FRAME_SPAN > len(wave):
+        raise ValueError("not enough samples for the requested frames")
+    wave = wave[start:]
     frames = np.lib.stride_tricks.as_strided(
-        wave, shape=(n_frames, _FRAME_SPAN), strides=(wave.strides[0] * spec.HOP_LENGTH, wave.strides[0])
+        wave, shape=(count, _FRAME_SPAN), strides=(wave.strides[0] * spec.HOP_LENGTH, wave.strides[0])
     )
-    emphasised = np.empty((n_frames, spec.FRAME_LENGTH), dtype=np.float32)
+    emphasised = np.empty((count, spec.FRAME_LENGTH), dtype=np.float32)
     emphasised[:, 0] = frames[:, 0] * np.float32(1.0 - spec.PREEMPHASIS)
     emphasised[:, 1:] = frames[:, 1:-1] - np.float32(spec.PREEMPHASIS) * frames[:, :-2]
     emphasised *= _window()

@@ -1,13 +1,27 @@
 """Read Gemma 3n's audio tower from an mmproj GGUF into ready-to-multiply NumPy arrays.
 
-Every tensor is dequantised exactly once, here, from whatever type the converter
-or ``llama-quantize`` stored (F32, F16, BF16, Q8_0, or any other type gguf-py can
-dequantise) into float32 (or, to halve the RAM, float16) arrays laid out for the
-forward pass: q/k/v fused into one matrix, the depthwise kernel transposed, and
-the relative-position projection and softplus query scale, which depend only on
-the weights, precomputed, so ``linear_pos`` itself is not kept.  Only the two
+Every tensor is read exactly once, here, from whatever type the converter or
+``llama-quantize`` stored (F32, F16, BF16, Q8_0, or any other type gguf-py can
+dequantise) into arrays laid out for the forward pass: q/k/v fused into one
+matrix ([q; k; v] rows), the depthwise kernel transposed, and the
+relative-position projection and softplus query scale, which depend only on the
+weights, precomputed, so ``linear_pos`` itself is not kept.  Only the two
 hard-embedding rows the prompt needs (padding and ``<end_of_audio>``) are kept
 from the 128-row audio vocabulary.
+
+How the big matrices are held (``dtype``; vectors and convolutions are always float32):
+
+* ``np.float32`` — dequantised to float32: the fastest products, 2.7 GB at full size;
+* ``np.float16`` — rounded to float16 (exact for F16 files): half the RAM;
+* ``"compact"`` — the file's own precision: F16 stays float16, BF16 stays bfloat16
+  (kept as its raw ``uint16`` bits, since NumPy has no bfloat16), F32 stays float32.
+  Block-quantised types (Q8_0, ...) become float32: float16 would round their
+  int8 x scale values (2^-12 relative), which moves the outputs by ~2e-3 where the
+  fidelity bound is 1e-3.  ≈1.4 GB for an F16 or BF16 mmproj.
+
+The forward pass widens 16-bit matrices to float32 a cache-sized block at a time
+right before each product (``conformer.matmul_t``): nothing is dequantised per
+call, and nothing is held twice.
 
 Tensor names are those of llama.cpp's converter (gemma3n-audio.md §4.2), including
 ``a.conv1d.{0,1}.norm.weight``, which the converter only writes with the §4.4 fix.
@@ -115,10 +129,21 @@ def _arrays(obj: object) -> Iterator[np.ndarray]:
             yield from _arrays(getattr(obj, f.name))
 
 
-def load_audio_weights(path: str | Path, *, dtype: type[np.floating] = np.float32) -> AudioWeights:
-    """Validate ``path`` as a Gemma 3n audio mmproj and load its tower; matrices are stored as ``dtype``."""
-    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float16)):
-        raise ValueError("audio weights are kept as float32 or float16")
+COMPACT = "compact"
+WeightDtype = type[np.floating] | str
+BF16_BITS = np.dtype(np.uint16)  # a matrix of this dtype holds bfloat16 bit patterns
+
+
+def load_audio_weights(path: str | Path, *, dtype: WeightDtype = np.float32) -> AudioWeights:
+    """Validate ``path`` as a Gemma 3n audio mmproj and load its tower.
+
+    ``dtype`` says how the large matrices are held: ``np.float32``, ``np.float16`` or
+    ``"compact"`` (the file's own 16-bit precision; see the module docstring).
+    """
+    if not (isinstance(dtype, str) and dtype == COMPACT) and (
+        isinstance(dtype, str) or np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float16))
+    ):
+        raise ValueError('audio weights are kept as float32, float16 or "compact"')
     summary = validate_gguf(path, expect="mmproj")
     _check_audio_projector(summary)
     with open(summary.path, "rb") as handle:
@@ -128,6 +153,20 @@ def load_audio_weights(path: str | Path, *, dtype: type[np.floating] = np.float3
         layers = tuple(_load_layer(reader, dims, i, dtype) for i in range(dims.n_layer))
         embedder = _load_embedder(reader, dims, dtype)
     return AudioWeights(dims, sscp, layers, embedder)
+
+
+def widen(matrix: np.ndarray) -> np.ndarray:
+    """A stored matrix as float32: float32 as is, float16 cast, bfloat16 bits shifted into place."""
+    if matrix.dtype == np.float32:
+        return matrix
+    if matrix.dtype == BF16_BITS:
+        return np.left_shift(matrix, 16, dtype=np.uint32).view(np.float32)
+    return matrix.astype(np.float32)
+
+
+def storage_name(matrix: np.ndarray) -> str:
+    """``float32``, ``float16`` or ``bfloat16``: how a weight matrix is held."""
+    return "bfloat16" if matrix.dtype == BF16_BITS else str(matrix.dtype)
 
 
 def _check_audio_projector(summary: GgufSummary) -> None:
@@ -162,8 +201,14 @@ class _TensorReader:
                 )
             raise ModelFileError(f"{self.label}: audio tensor {name!r} is missing{hint}") from None
 
-    def read(self, name: str, shape: tuple[int, ...] | None = None, dtype: type = np.float32) -> np.ndarray:
-        """The tensor in NumPy order (ggml's ne reversed), checked against ``shape``, as ``dtype``."""
+    def read(
+        self, name: str, shape: tuple[int, ...] | None = None, dtype: WeightDtype = np.float32
+    ) -> np.ndarray:
+        """The tensor in NumPy order (ggml's ne reversed), checked against ``shape``, as ``dtype``.
+
+        ``"compact"`` keeps F32, F16 and BF16 as stored (BF16 as ``uint16`` bits) and
+        dequantises every other type to float32.
+        """
         info = self.info(name)
         got = tuple(reversed(info.shape))
         if shape is not None and math.prod(got) == math.prod(shape) and len(got) != len(shape):
@@ -174,7 +219,14 @@ class _TensorReader:
         self.handle.seek(info.offset)
         if self.handle.readinto(raw.data) != info.n_bytes:
             raise ModelFileError(f"{self.label}: audio tensor {name!r} is truncated")
-        values = _dequantize(raw, GGMLQuantizationType[info.type_name], self.label, name)
+        qtype = GGMLQuantizationType[info.type_name]
+        if isinstance(dtype, str):  # COMPACT
+            if qtype == GGMLQuantizationType.BF16:
+                return raw.view(np.uint16).reshape(got)
+            if qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+                return _dequantize(raw, qtype, self.label, name).reshape(got)
+            dtype = np.float32
+        values = _dequantize(raw, qtype, self.label, name)
         return np.ascontiguousarray(values.reshape(got), dtype=dtype)
 
 
@@ -240,7 +292,7 @@ def sscp_widths() -> tuple[int, int]:
     return f1, f2
 
 
-def _load_sscp(reader: _TensorReader, dims: AudioDims, dtype: type) -> Subsampler:
+def _load_sscp(reader: _TensorReader, dims: AudioDims, dtype: WeightDtype) -> Subsampler:
     c0, c1 = dims.sscp_channels
     k = spec.SSCP_KERNEL
     _, f2 = sscp_widths()
@@ -253,7 +305,9 @@ def _load_sscp(reader: _TensorReader, dims: AudioDims, dtype: type) -> Subsample
     )
 
 
-def _load_ffn(reader: _TensorReader, dims: AudioDims, prefix: str, suffix: str, dtype: type) -> FeedForward:
+def _load_ffn(
+    reader: _TensorReader, dims: AudioDims, prefix: str, suffix: str, dtype: WeightDtype
+) -> FeedForward:
     d, f = dims.d_model, dims.d_ffn
     return FeedForward(
         pre_norm=reader.read(f"{prefix}ffn_norm{suffix}.weight", (d,)),
@@ -263,10 +317,13 @@ def _load_ffn(reader: _TensorReader, dims: AudioDims, prefix: str, suffix: str, 
     )
 
 
-def _load_layer(reader: _TensorReader, dims: AudioDims, i: int, dtype: type) -> ConformerLayer:
+def _load_layer(reader: _TensorReader, dims: AudioDims, i: int, dtype: WeightDtype) -> ConformerLayer:
     p = f"a.blk.{i}."
     d = dims.d_model
-    qkv = np.concatenate([reader.read(f"{p}attn_{x}.weight", (d, d), dtype) for x in "qkv"])
+    parts = [reader.read(f"{p}attn_{x}.weight", (d, d), dtype) for x in "qkv"]
+    if len({a.dtype for a in parts}) > 1:  # a "compact" file mixing storage types: widen them alike
+        parts = [widen(a) for a in parts]
+    qkv = np.concatenate(parts)
     per_dim_scale = reader.read(f"{p}per_dim_scale", (dims.head_dim,))
     pos_proj = reader.read(f"{p}linear_pos.weight", (d, d))
     return ConformerLayer(
@@ -287,7 +344,7 @@ def _load_layer(reader: _TensorReader, dims: AudioDims, i: int, dtype: type) -> 
     )
 
 
-def _load_embedder(reader: _TensorReader, dims: AudioDims, dtype: type) -> Embedder:
+def _load_embedder(reader: _TensorReader, dims: AudioDims, dtype: WeightDtype) -> Embedder:
     from model_io.audio.conformer import embed_hard
 
     d, e = dims.d_model, dims.n_embd_text
