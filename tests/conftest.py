@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +13,25 @@ from engine_helpers import LoadedEngine
 TEST_CACHE = Path(os.environ.get("GEMMA_DESK_TEST_CACHE", Path.home() / ".cache" / "gemma-desk-tests"))
 
 
-@pytest.fixture(scope="session")
-def tiny_model() -> Path:
-    """The tiny synthetic Gemma 3n GGUF (≈80 MB, built in a few seconds on first use)."""
-    from model_io.synth import cached_text_model
-
+def build_in_test_cache(build: Callable[[], Path]) -> Path:
+    """Run a cached-model builder with the shared test cache as its home (outside the per-test home)."""
     previous = os.environ.get("GEMMA_DESK_HOME")
     os.environ["GEMMA_DESK_HOME"] = str(TEST_CACHE)
     try:
-        return cached_text_model("tiny")
+        return build()
     finally:
         if previous is None:
             os.environ.pop("GEMMA_DESK_HOME", None)
         else:
             os.environ["GEMMA_DESK_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The tiny synthetic Gemma 3n GGUF (≈80 MB, built in a few seconds on first use)."""
+    from model_io.synth import cached_text_model
+
+    return build_in_test_cache(lambda: cached_text_model("tiny"))
 
 
 @pytest.fixture(scope="session")

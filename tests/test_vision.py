@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TEST_CACHE
+from conftest import build_in_test_cache
 from gguf_fixtures import write_tiny_clip
 
 from model_io.errors import EngineFailure, InputError, ModelError, ModelFileError
@@ -34,15 +33,7 @@ START_OF_IMAGE, END_OF_IMAGE = 255999, 262144
 @pytest.fixture(scope="session")
 def tiny_mmproj() -> Path:
     """The tiny synthetic vision mmproj (≈100 KB), built once into the shared test cache."""
-    previous = os.environ.get("GEMMA_DESK_HOME")
-    os.environ["GEMMA_DESK_HOME"] = str(TEST_CACHE)
-    try:
-        return cached_vision_mmproj("tiny")
-    finally:
-        if previous is None:
-            os.environ.pop("GEMMA_DESK_HOME", None)
-        else:
-            os.environ["GEMMA_DESK_HOME"] = previous
+    return build_in_test_cache(lambda: cached_vision_mmproj("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -323,7 +323,10 @@ def cached_vision_mmproj(preset: str = "tiny", *, progress: Progress | None = No
     """Build the preset's mmproj once into the cache directory (for its own width) and reuse it."""
     p = resolve_vision_preset(preset)
     target = (
-        cache_dir() / "synthetic" / f"v{WRITER_VERSION}" / f"gemma-3n-synthetic-{p.name}-mmproj-vision.gguf"
+        cache_dir()
+        / "synthetic"
+        / f"vision-v{WRITER_VERSION}"
+        / f"gemma-3n-synthetic-{p.name}-mmproj-vision.gguf"
     )
     if not target.exists():
         write_vision_mmproj(p, target, text_n_embd=p.hidden, progress=progress)
