@@ -26,8 +26,9 @@ Examples::
 
     python tools/bench_audio.py                       # defaults: compact weights, default threads
     python tools/bench_audio.py --runs 7 --json out.json
-    python tools/bench_audio.py --compare compact/2,float32/2,compact/1,float32/1 --baseline HEAD
-    python tools/bench_audio.py --compare HEAD/1,HEAD/2b,compact/2 --baseline HEAD --skip-30
+    python tools/bench_audio.py --compare compact/2,float32/2,compact/1,float32/1
+    # against the tower before this work (commit b53f6b8), with OpenBLAS's 1 and 2 threads:
+    python tools/bench_audio.py --compare b53f6b8/1,b53f6b8/2b,compact/2 --baseline b53f6b8 --skip-30
 
 A variant is ``STORAGE/THREADS``: storage ``compact``, ``float32`` or ``float16`` (or
 the ``--baseline`` revision), threads the tower's team size; a trailing ``b``

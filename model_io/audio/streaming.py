@@ -56,7 +56,8 @@ class StreamingAudioEncoder:
     drains the recorder, not from an audio callback), within ``feed_budget``.  A clip
     holds at most 30 s (480 000 samples): feeding more raises :class:`InputError`
     without consuming anything, so the caller can :meth:`finish` this clip and start
-    another.
+    another.  One thread feeds and finishes an encoder; the tower's lock keeps other
+    users of the same tower out while a step runs.
     """
 
     def __init__(
