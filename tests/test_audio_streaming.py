@@ -449,6 +449,20 @@ def test_team_splits_cover_the_range_and_raise_errors():
     assert (seen == 2).all()
 
 
+def test_team_buffers_are_reused_and_dropped_on_close():
+    team = conf.Team(2)
+    a = team.buffer("x", (4, 8))
+    b = team.buffer("x", (2, 8))
+    assert np.shares_memory(a, b) and b.shape == (2, 8)
+    assert not np.shares_memory(a, team.buffer("y", (4, 8)))
+    bigger = team.buffer("x", (10, 8))  # grows
+    assert bigger.shape == (10, 8) and team.buffer_bytes >= 10 * 8 * 4
+    team.close()
+    assert team.buffer_bytes == 0
+    serial = conf.SERIAL
+    assert not np.shares_memory(serial.buffer("x", (3,)), serial.buffer("x", (3,)))
+
+
 def test_blas_threads_is_restored():
     lib = conf.openblas()
     if lib is None:

@@ -578,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         "--feed-budget",
         type=float,
         default=DEFAULT_FEED_BUDGET,
-        help="streaming: seconds of work per second of audio in one feed (<= 0: unlimited)",
+        help="streaming: seconds of work per second of audio in one feed (default: unlimited)",
     )
     parser.add_argument(
         "--ablations", action="store_true", help="also time single fast-path changes undone (interleaved)"
@@ -670,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if not args.no_streaming:
             print("streaming (5 s clip in 100 ms blocks at real-time pace):", flush=True)
-            budget = args.feed_budget if args.feed_budget > 0 else None
+            budget = args.feed_budget if args.feed_budget is not None and args.feed_budget > 0 else None
             result = streaming_latency(tower, 5.0, 100.0, args.stream_runs, args.min_frames, budget)
             report["streaming"] = result
             print("  " + json.dumps(result), flush=True)

@@ -192,11 +192,35 @@ class Team:
     synchronisation to one hand-over per product.
     """
 
-    def __init__(self, size: int = 1) -> None:
+    def __init__(self, size: int = 1, keep_buffers: bool = True) -> None:
         self.size = max(1, int(size))
         self._pool = (
             ThreadPoolExecutor(self.size - 1, thread_name_prefix="audio-tower") if self.size > 1 else None
         )
+        self._keep_buffers = keep_buffers
+        self._buffers: dict[str, np.ndarray] = {}
+        self._buffers_lock = threading.Lock()
+
+    def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 scratch array for one named temporary, reused from call to call.
+
+        Fresh multi-MB arrays for every temporary cost the kernel zeroing new pages
+        (0.5 s of system time per 30 s clip); reusing them keeps that at ~0.  Each name
+        has one live use at a time; parts running in parallel use their own names.
+        """
+        n = math.prod(shape)
+        if not self._keep_buffers:
+            return np.empty(shape, dtype=F32)
+        with self._buffers_lock:
+            buf = self._buffers.get(name)
+            if buf is None or buf.size < n:
+                buf = np.empty(n, dtype=F32)
+                self._buffers[name] = buf
+        return buf[:n].reshape(shape)
+
+    @property
+    def buffer_bytes(self) -> int:
+        return sum(b.nbytes for b in self._buffers.values())
 
     def bounds(self, total: int, align: int = 1) -> list[tuple[int, int]]:
         """``total`` split into at most ``size`` nearly equal parts on multiples of ``align``."""
@@ -229,9 +253,10 @@ class Team:
             self._pool.shutdown(wait=True)
             self._pool = None
             self.size = 1
+        self._buffers.clear()
 
 
-SERIAL = Team(1)
+SERIAL = Team(1, keep_buffers=False)
 
 
 # ------------------------------------------------------------------ products and element-wise helpers
@@ -422,22 +447,37 @@ def _conv_matrix(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(kt * kf * c_in, c_out), dtype=F32)
 
 
-def _conv_rows(x: np.ndarray, matrix: np.ndarray, n_out: int) -> np.ndarray:
-    """Outputs 0..n_out-1 of a 3x3 stride-2 convolution over time rows x [2 n_out + 1, F, C].
+def _conv_rows(
+    pieces: Sequence[np.ndarray], matrix: np.ndarray, n_out: int, team: Team = SERIAL
+) -> np.ndarray:
+    """Outputs 0..n_out-1 of a 3x3 stride-2 convolution over time rows [2 n_out + 1, F, C].
 
-    Output t reads rows 2t..2t+2; frequency is padded by (1, 1) as
-    ``Gemma3nAudioSSCPConvBlock`` does.  One im2col product per call.
+    The input rows are the concatenation of ``pieces`` (never materialised).  Output t
+    reads rows 2t..2t+2; frequency is padded by (1, 1) as ``Gemma3nAudioSSCPConvBlock``
+    does.  One im2col product per call.
     """
     k, s = spec.SSCP_KERNEL, spec.SSCP_STRIDE
-    _, f_in, c_in = x.shape
+    _, f_in, c_in = pieces[0].shape
     f_out = (f_in + 2 - k) // s + 1
-    padded = np.zeros((s * n_out + 1, f_in + 2, c_in), dtype=F32)
-    padded[:, 1 : f_in + 1] = x[: s * n_out + 1]
+    n_in = s * n_out + 1
+    padded = team.buffer(f"sscp.padded{c_in}", (n_in, f_in + 2, c_in))
+    padded[:, 0] = 0.0
+    padded[:, -1] = 0.0
+    row = 0
+    for piece in pieces:
+        take = min(len(piece), n_in - row)
+        if take > 0:
+            padded[row : row + take, 1 : f_in + 1] = piece[:take]
+            row += take
+    if row != n_in:
+        raise ValueError(f"the convolution needs {n_in} input rows, got {row}")
     s0, s1, s2 = padded.strides
     patches = np.lib.stride_tricks.as_strided(
         padded, shape=(n_out, f_out, k, k, c_in), strides=(s * s0, s * s1, s0, s1, s2)
     )
-    out = patches.reshape(n_out * f_out, k * k * c_in) @ matrix
+    cols = team.buffer(f"sscp.cols{c_in}", (n_out, f_out, k, k, c_in))
+    np.copyto(cols, patches)
+    out = cols.reshape(n_out * f_out, k * k * c_in) @ matrix
     return out.reshape(n_out, f_out, -1)
 
 
@@ -510,34 +550,53 @@ class SubsampleStream:
         """
         if self.finished:
             raise RuntimeError("the subsampler has already finished its clip")
-        x = np.asarray(mel, dtype=F32)[:, :, None]
-        for stage in range(2):
-            x = self._stage(stage, x, final)
+        mel_rows = np.asarray(mel, dtype=F32)[:, :, None]
+        blocks = []  # stage-0 outputs go on to stage 1 a block at a time
+        for block in self._stage(0, mel_rows, final, team):
+            blocks += self._stage(1, block, False, team)
+        if final:
+            blocks += self._stage(1, mel_rows[:0], True, team)
         self.finished = final
+        x = blocks[0] if len(blocks) == 1 else np.concatenate(blocks) if blocks else None
         d_model = self.sscp.proj.shape[0]
-        out = np.empty((len(x), d_model), dtype=F32)
-        if len(x):
-            flat = np.ascontiguousarray(x.reshape(len(x), -1))
+        n = 0 if x is None else len(x)
+        out = np.empty((n, d_model), dtype=F32)
+        if x is not None and n:
+            flat = np.ascontiguousarray(x.reshape(n, -1))
             team.run(lambda lo, hi: matmul_t(flat, self.sscp.proj, out[:, lo:hi], lo, hi), d_model, 64)
-        self.rows_out += len(out)
+        self.rows_out += n
         return out
 
-    def _stage(self, stage: int, new_rows: np.ndarray, final: bool) -> np.ndarray:
-        pending = np.concatenate([self._pending[stage], new_rows]) if len(new_rows) else self._pending[stage]
+    def _stage(self, stage: int, new_rows: np.ndarray, final: bool, team: Team) -> list[np.ndarray]:
+        """Conv/norm/ReLU outputs that ``new_rows`` make final, in blocks; keeps the ≤ 2 rows left over."""
         s, k = spec.SSCP_STRIDE, spec.SSCP_KERNEL
-        f_out = (pending.shape[1] + 2 - k) // s + 1
-        if final and len(pending):
-            pending = np.concatenate([pending, np.zeros((k - 1, *pending.shape[1:]), dtype=F32)])
-        n_out = (len(pending) - k) // s + 1 if len(pending) >= k else 0
-        outputs = [np.zeros((0, f_out, self._matrices[stage].shape[1]), dtype=F32)]
+        rest = self._pending[stage]
+        pieces = [rest, new_rows]
+        if final and len(rest) + len(new_rows):
+            pieces.append(np.zeros((k - 1, *rest.shape[1:]), dtype=F32))  # the end padding
+        total = sum(len(p) for p in pieces)
+        n_out = (total - k) // s + 1 if total >= k else 0
+        outputs = []
         for start in range(0, n_out, self.block_rows):
             count = min(self.block_rows, n_out - start)
-            rows = _conv_rows(pending[s * start : s * (start + count) + 1], self._matrices[stage], count)
-            rows = self._norms[stage](rows)
+            window = _row_range(pieces, s * start, s * (start + count) + 1)
+            rows = self._norms[stage](_conv_rows(window, self._matrices[stage], count, team))
             np.maximum(rows, F32(0.0), out=rows)
             outputs.append(rows)
-        self._pending[stage] = pending[s * n_out :] if not final else pending[:0]
-        return outputs[-1] if len(outputs) <= 2 else np.concatenate(outputs)
+        left = _row_range(pieces, s * n_out, total) if not final else []
+        self._pending[stage] = np.concatenate(left) if left else rest[:0]
+        return outputs
+
+
+def _row_range(pieces: Sequence[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
+    """Rows ``start:stop`` of the concatenation of ``pieces``, as views of the pieces."""
+    out, offset = [], 0
+    for piece in pieces:
+        lo, hi = max(start - offset, 0), min(stop - offset, len(piece))
+        if hi > lo:
+            out.append(piece[lo:hi])
+        offset += len(piece)
+    return out
 
 
 def subsample(mel: np.ndarray, sscp: Subsampler, team: Team = SERIAL) -> np.ndarray:
@@ -587,10 +646,10 @@ def feed_forward(x: np.ndarray, ffn: FeedForward, team: Team = SERIAL) -> np.nda
     m, d = x.shape
     if m == 0:
         return x
-    hidden = np.empty((m, ffn.up.shape[0]), dtype=F32)
-    normed = rms_norm(x, ffn.pre_norm)
+    hidden = team.buffer("ffn.hidden", (m, ffn.up.shape[0]))
+    normed = rms_norm(x, ffn.pre_norm, out=team.buffer("normed", (m, d)))
     team.run(lambda lo, hi: matmul_t(normed, ffn.up, hidden[:, lo:hi], lo, hi, silu), ffn.up.shape[0], 64)
-    down = np.empty((m, d), dtype=F32)
+    down = team.buffer("projected", (m, d))
     team.run(lambda lo, hi: matmul_t(hidden, ffn.down, down[:, lo:hi], lo, hi), d, 64)
     x += rms_norm(down, ffn.post_norm * F32(spec.RESIDUAL_WEIGHT), out=down)
     return x
@@ -639,14 +698,14 @@ def attention_block(
     """``x += ln2(W_post · attention(ln1(x)))`` in place, the team splitting by heads; updates the cache."""
     m, d = x.shape
     past, n_head, head_dim = cache.keys.shape
-    normed = rms_norm(x, layer.attn_norm)
-    attended = np.empty((m, d), dtype=F32)
+    normed = rms_norm(x, layer.attn_norm, out=team.buffer("normed", (m, d)))
+    attended = team.buffer("attended", (m, d))
 
     def heads(h0: int, h1: int) -> None:
         c0, c1, g = h0 * head_dim, h1 * head_dim, h1 - h0
-        q = np.empty((m, g, head_dim), dtype=F32)
-        keys = np.empty((past + m, g, head_dim), dtype=F32)
-        values = np.empty((past + m, g, head_dim), dtype=F32)
+        q = team.buffer(f"attn.q{h0}", (m, g, head_dim))
+        keys = team.buffer(f"attn.k{h0}", (past + m, g, head_dim))
+        values = team.buffer(f"attn.v{h0}", (past + m, g, head_dim))
         keys[:past] = cache.keys[:, h0:h1]
         values[:past] = cache.values[:, h0:h1]
         matmul_t(normed, layer.qkv, q.reshape(m, -1), c0, c1)
@@ -659,7 +718,7 @@ def attention_block(
         cache.values[:, h0:h1] = values[m:]
 
     team.run(heads, n_head)
-    projected = np.empty((m, d), dtype=F32)
+    projected = team.buffer("projected", (m, d))
     team.run(lambda lo, hi: matmul_t(attended, layer.attn_out, projected[:, lo:hi], lo, hi), d, 64)
     x += rms_norm(projected, layer.attn_post_norm, out=projected)
     return x
@@ -675,15 +734,15 @@ def light_conv(
     """
     m, d = x.shape
     kernel = layer.conv_dw.shape[0]
-    normed = rms_norm(x, layer.conv_pre_norm)
-    conv = np.empty((m, d), dtype=F32)
+    normed = rms_norm(x, layer.conv_pre_norm, out=team.buffer("normed", (m, d)))
+    conv = team.buffer("conv", (m, d))
 
     def channels(c0: int, c1: int) -> None:
         width = c1 - c0
-        gated = np.empty((kernel - 1 + m, width), dtype=F32)
+        gated = team.buffer(f"conv.gated{c0}", (kernel - 1 + m, width))
         gated[: kernel - 1] = cache.conv[:, c0:c1]
         matmul_t(normed, layer.conv_start, gated[kernel - 1 :], c0, c1)
-        gate = np.empty((m, width), dtype=F32)
+        gate = team.buffer(f"conv.gate{c0}", (m, width))
         matmul_t(normed, layer.conv_start, gate, d + c0, d + c1)
         gated[kernel - 1 :] *= sigmoid(gate, out=gate)
         out = conv[:, c0:c1]
@@ -697,10 +756,11 @@ def light_conv(
     if keep is not None:
         x, conv = x[keep], conv[keep]
     conv = silu(rms_norm(conv, layer.conv_norm, out=conv))
-    projected = np.empty((len(x), d), dtype=F32)
+    projected = team.buffer("projected", (len(x), d))
     if len(x):
         team.run(lambda lo, hi: matmul_t(conv, layer.conv_end, projected[:, lo:hi], lo, hi), d, 64)
-    return x + projected
+    out = team.buffer("x.kept", (len(x), d)) if keep is not None else x
+    return np.add(x, projected, out=out)
 
 
 def conformer_block(
@@ -726,7 +786,9 @@ def conformer_block(
             conv=np.zeros((layer.conv_dw.shape[0] - 1, x.shape[1]), dtype=F32),
         )
     lap = _Laps(profile)
-    x = np.array(x, dtype=F32)  # the block works in place on its own copy
+    work = team.buffer("x", x.shape)  # the block works in place on a copy of its input
+    np.copyto(work, x)
+    x = work
     x = feed_forward(x, layer.ffn_start, team)
     lap("ffn_start")
     x = attention_block(x, layer, cache, n_before_start, team)
@@ -735,7 +797,7 @@ def conformer_block(
     lap("light_conv")
     x = feed_forward(x, layer.ffn_end, team)
     lap("ffn_end")
-    x = rms_norm(x, layer.final_norm, out=x)
+    x = rms_norm(x, layer.final_norm)  # a fresh array: the next block's input, or queued
     lap("final_norm")
     return x
 
