@@ -120,4 +120,20 @@ class EngineError:
     message: str
 
 
-EngineEvent = LoadProgress | ModelLoaded | TextDelta | Stats | Done | EngineError
+@dataclass(frozen=True)
+class MemoryUsage:
+    """RAM held by each part of the loaded model, sent after loads, tower loads and releases.
+
+    ``request_id`` is the request that caused the change, or 0 for the engine's own
+    idle release.  ``parts`` names bytes resident per part, e.g. ``("text", n)``,
+    ``("kv cache", n)``, ``("vision", n)``, ``("audio", n)``; ``mapped_bytes`` is file-backed
+    memory that is mapped but need not be resident (the per-layer embedding table).
+    """
+
+    request_id: int
+    parts: tuple[tuple[str, int], ...]
+    process_rss_bytes: int
+    mapped_bytes: int = 0
+
+
+EngineEvent = LoadProgress | ModelLoaded | TextDelta | Stats | Done | EngineError | MemoryUsage
