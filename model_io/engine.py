@@ -20,6 +20,7 @@ from pathlib import Path
 
 from model_io.errors import EngineFailure, GemmaDeskError, InputError, ModelError
 from model_io.events import (
+    AudioStreamFeed,
     ChatRequest,
     Done,
     EngineError,
@@ -32,7 +33,7 @@ from model_io.events import (
 )
 from model_io.generation import ChatSession
 from model_io.gguf_check import validate_gguf
-from model_io.media import MediaKind
+from model_io.media import MediaKind, StreamingMediaEncoder
 from model_io.native import NativeModel, supports_gpu_offload
 from model_io.settings import Backend, LoadSettings
 from model_io.towers import EncoderFactory, MediaTowers, default_factories, inspect_projector
@@ -52,7 +53,7 @@ class _Shutdown:
     pass
 
 
-_Command = LoadRequest | ChatRequest | _Reset | _Shutdown
+_Command = LoadRequest | ChatRequest | AudioStreamFeed | _Reset | _Shutdown
 
 
 class Engine:
@@ -76,6 +77,7 @@ class Engine:
         self._lock = threading.Lock()
         self._model: NativeModel | None = None
         self._running: int | None = None
+        self._closing = False
         self._session: ChatSession | None = None
         self._thread = threading.Thread(target=self._run, name="gemma-desk-engine", daemon=True)
         self._thread.start()
@@ -89,6 +91,10 @@ class Engine:
     def submit(self, request: ChatRequest) -> int:
         self._commands.put(request)
         return request.request_id
+
+    def feed_audio(self, feed: AudioStreamFeed) -> None:
+        """Queue a piece of a clip being recorded; encoded in order, ahead of any later request."""
+        self._commands.put(feed)
 
     def cancel(self, request_id: int) -> None:
         """Stop a queued or running request; its stream ends with ``Done(..., "cancelled")``."""
@@ -105,6 +111,7 @@ class Engine:
             self._cancelled.update(self._pending_ids())
             if self._running is not None:
                 self._cancelled.add(self._running)
+        self._closing = True  # queued audio feeds are skipped: nobody will send their clip
         self._commands.put(_Shutdown())
         self._thread.join(timeout)
 
@@ -135,6 +142,9 @@ class Engine:
                 if isinstance(command, _Reset):
                     if self._session is not None:
                         self._session.reset()
+                    continue
+                if isinstance(command, AudioStreamFeed):
+                    self._stream_audio(command)
                     continue
                 self._handle(command)
         finally:
@@ -222,6 +232,20 @@ class Engine:
         rid = request.request_id
         for event in self._session.generate(request, lambda: self._is_cancelled(rid)):
             self._sink(event)
+
+    def _stream_audio(self, feed: AudioStreamFeed) -> None:
+        """Encode a streamed piece now; any problem only means the clip is encoded when sent."""
+        towers = self._towers
+        if self._closing or towers is None or towers.projector is None or not towers.projector.has_audio:
+            return
+        try:
+            encoder = towers.encoder_for("audio")
+            if isinstance(encoder, StreamingMediaEncoder):
+                encoder.feed_stream(feed.request_id, feed.samples, final=feed.final, discard=feed.discard)
+        except GemmaDeskError as exc:
+            log.info("audio stream %s dropped (%s); the clip will be encoded when sent", feed.request_id, exc)
+        except Exception:  # a bug: never let it take the engine down, the one-shot path still works
+            log.exception("audio stream %s failed", feed.request_id)
 
     def _unload(self) -> None:
         self._session = None

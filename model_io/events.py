@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from model_io.prompt import ChatMessage
 from model_io.settings import LoadSettings, SamplingSettings
 
@@ -45,6 +47,24 @@ class ChatRequest:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     max_tokens: int = 1024
     request_id: int = field(default_factory=new_request_id)
+
+
+@dataclass(frozen=True, eq=False)
+class AudioStreamFeed:
+    """A piece of a clip still being recorded, so the engine can encode it while the user speaks.
+
+    The feeds of one stream (``request_id``) concatenate to the clip; the last one has
+    ``final=True``.  A later :class:`ChatRequest` carrying exactly that clip
+    (``MediaInput("audio", concatenation)``) then finds it already encoded, so the answer
+    starts sooner after the key is released.  ``discard=True`` drops the stream (too short,
+    cancelled).  Streaming only saves time: if it fails, the clip is encoded in one go when
+    sent, so feeds produce no events.
+    """
+
+    request_id: int
+    samples: np.ndarray
+    final: bool = False
+    discard: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -82,4 +82,14 @@ class MediaEncoder(Protocol):
 
         Long encodes poll ``abort_check`` and raise :class:`EncodeCancelled` when it returns true.
         """
+        ...
+
+
+@runtime_checkable
+class StreamingMediaEncoder(Protocol):
+    """An encoder that can take a clip in pieces while it is recorded (audio)."""
+
+    def feed_stream(self, stream_id: int, samples: np.ndarray, *, final: bool, discard: bool = False) -> None:
+        """Encode ``samples`` of stream ``stream_id`` now; ``final`` completes the clip so that
+        ``encode`` of the whole clip returns at once; ``discard`` forgets the stream."""
         ...

@@ -159,3 +159,49 @@ def test_rows_feed_the_tiny_text_model_as_embeddings(tiny_model: Path, mmproj, t
         assert np.isfinite(llm.scores[llm.n_tokens - 1]).all()
     finally:
         llm.close()
+
+
+def _pieces(wave: np.ndarray, size: int) -> list[np.ndarray]:
+    return [wave[i : i + size] for i in range(0, len(wave), size)]
+
+
+def test_a_streamed_clip_is_ready_when_sent_and_equals_one_shot(mmproj, monkeypatch):
+    media = speech_like(2.3)
+    want = AudioEncoder(mmproj, None).encode(media)
+    encoder = AudioEncoder(mmproj, None)
+    for piece in _pieces(media.payload, 1600):
+        encoder.feed_stream(7, piece, final=False)
+    encoder.feed_stream(7, np.zeros(0, np.float32), final=True)
+
+    def no_encoding(*_args: object) -> np.ndarray:
+        raise AssertionError("the streamed clip was encoded again")
+
+    monkeypatch.setattr(encoder.tower, "clip_rows", no_encoding)
+    got = encoder.encode(MediaInput("audio", np.concatenate(_pieces(media.payload, 1600))))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)  # BLAS sums in other block sizes
+    with pytest.raises(AssertionError, match="encoded again"):
+        encoder.encode(speech_like(1.0))  # any other clip is encoded as usual
+
+
+def test_discarded_or_replaced_streams_leave_nothing_behind(mmproj, monkeypatch):
+    media = speech_like(1.2)
+    encoder = AudioEncoder(mmproj, None)
+    encoder.feed_stream(1, media.payload[:8000], final=False)
+    encoder.feed_stream(1, media.payload[8000:], final=False, discard=True)
+    encoder.feed_stream(2, media.payload[:4000], final=False)
+    encoder.feed_stream(3, media.payload, final=True)  # stream 2 is abandoned for 3
+    calls = []
+    real = encoder.tower.clip_rows
+    monkeypatch.setattr(encoder.tower, "clip_rows", lambda wave: calls.append(len(wave)) or real(wave))
+    encoder.encode(media)
+    assert calls == []  # stream 3 was the whole clip
+    encoder.encode(MediaInput("audio", media.payload[:4000]))
+    assert calls == [4000]  # stream 2 never finished, so its clip is encoded when sent
+
+
+def test_a_stream_longer_than_30_s_is_refused_and_dropped(mmproj):
+    encoder = AudioEncoder(mmproj, None)
+    encoder.feed_stream(4, np.zeros(16_000 * 29, np.float32), final=False)
+    with pytest.raises(InputError, match="at most 30 s"):
+        encoder.feed_stream(4, np.zeros(16_000 * 2, np.float32), final=False)
+    assert encoder._stream is None

@@ -11,6 +11,10 @@ not the audio embedder (gemma3n-audio.md §5.2).
 
 HF truncates clips at 30 s.  Longer clips are split here into 30 s pieces, each
 laid out as its own clip (run keys ``audio:<digest>:<i>``), so nothing is dropped.
+
+A clip being recorded can be fed in pieces (:meth:`AudioEncoder.feed_stream`): the
+conformer only looks backwards, so most of the encoding is done before the key is
+released, and ``encode`` of the finished clip returns the rows at once.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from model_io.audio import spec
+from model_io.audio.streaming import StreamingAudioEncoder
 from model_io.audio.tower import AudioTower
 from model_io.errors import InputError
 from model_io.media import AbortCheck, EmbeddingRun, EncodeCancelled, MediaInput, MediaKind, Segment
@@ -45,6 +50,7 @@ class AudioEncoder:
         self._tokenize = tokenize
         self._wrapper_ids: tuple[int, ...] | None = None
         self._last: tuple[str, np.ndarray] | None = None
+        self._stream: _Stream | None = None
         self._lock = threading.Lock()
 
     def layout(self, media: MediaInput) -> tuple[Segment, ...]:
@@ -79,10 +85,40 @@ class AudioEncoder:
             self._last = (media.digest, rows)
             return rows
 
+    def feed_stream(self, stream_id: int, samples: np.ndarray, *, final: bool, discard: bool = False) -> None:
+        """Encode the next piece of clip ``stream_id`` while it is still being recorded.
+
+        ``final`` finishes the clip and keeps its rows for ``encode`` of the whole clip (the
+        concatenation of the pieces, bit for bit).  A new ``stream_id`` abandons an unfinished
+        stream.  A clip over 30 s raises :class:`InputError` and is dropped (encoded when sent).
+        """
+        with self._lock:
+            stream = self._stream
+            if discard:
+                if stream is not None and stream.stream_id == stream_id:
+                    self._stream = None
+                return
+            if stream is None or stream.stream_id != stream_id:
+                stream = self._stream = _Stream(stream_id, StreamingAudioEncoder(self.tower))
+            try:
+                if len(samples):
+                    stream.encoder.feed(samples)
+                    stream.pieces.append(np.asarray(samples))
+                if not final:
+                    return
+                self._stream = None
+                rows = stream.encoder.finish()
+            except Exception:
+                self._stream = None
+                raise
+            rows.setflags(write=False)
+            self._last = (MediaInput("audio", np.concatenate(stream.pieces)).digest, rows)
+
     def release(self) -> None:
         """Free the tower's weights (reloaded on the next encode)."""
         with self._lock:
             self._last = None
+            self._stream = None
             self.tower.release()
 
     @property
@@ -97,6 +133,15 @@ class AudioEncoder:
         if self._wrapper_ids is None:
             self._wrapper_ids = tuple(self._tokenize(WRAPPER_TEXT))
         return [self._wrapper_ids + special]
+
+
+class _Stream:
+    """A clip being recorded: its incremental encoder and the pieces fed so far."""
+
+    def __init__(self, stream_id: int, encoder: StreamingAudioEncoder) -> None:
+        self.stream_id = stream_id
+        self.encoder = encoder
+        self.pieces: list[np.ndarray] = []
 
 
 def _waveform(media: MediaInput) -> np.ndarray:
