@@ -6,34 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_helpers import CountingAudio
 
-from model_io.audio import AudioEncoder
 from model_io.engine import Engine, EventQueue
 from model_io.events import AudioStreamFeed, ChatRequest, Done, EngineError, LoadRequest, ModelLoaded, Stats
 from model_io.media import MediaInput
-from model_io.native import NativeModel
 from model_io.prompt import ChatMessage
 from model_io.settings import LoadSettings, SamplingSettings
 
 GREEDY = SamplingSettings.greedy_decoding()
-
-
-class CountingAudio:
-    """The real audio encoder, counting one-shot clip encodes."""
-
-    def __init__(self) -> None:
-        self.one_shot = 0
-
-    def __call__(self, path: Path, _model: NativeModel) -> AudioEncoder:
-        encoder = AudioEncoder(path, None)
-        real = encoder.tower.clip_rows
-
-        def counted(wave: np.ndarray) -> np.ndarray:
-            self.one_shot += 1
-            return real(wave)
-
-        encoder.tower.clip_rows = counted  # type: ignore[method-assign]
-        return encoder
 
 
 @pytest.fixture(scope="module")

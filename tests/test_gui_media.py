@@ -13,6 +13,7 @@ from typing import Any
 import gui_support
 import numpy as np
 import pytest
+from engine_helpers import CountingAudio
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
@@ -24,7 +25,10 @@ from app.gui.main_window import MainWindow
 from app.gui.widgets.composer import Mode
 from model_io.camera import Camera, SourceSpec
 from model_io.capture import FakeAudioBackend, Microphone
-from model_io.events import Stats
+from model_io.engine import Engine, EventSink
+from model_io.events import AudioStreamFeed, Stats
+from model_io.media import MediaInput
+from model_io.towers import default_factories
 
 TONE = (0.3 * np.sin(np.arange(16_000 * 4) * 2 * np.pi * 440 / 16_000)).astype(np.float32)
 
@@ -249,6 +253,35 @@ def test_push_to_talk_in_each_mode(gui: gui_support.GuiHarness, model_dirs: dict
     assert translate.standalone and "Spanish" in translate.text
     assert window.chat.conversation.messages[-1].state == "done"
     assert len(window.chat.conversation.messages) == 6
+
+
+def test_push_to_talk_encodes_while_the_key_is_held(
+    gui: gui_support.GuiHarness, model_dirs: dict[str, Path]
+) -> None:
+    audio = CountingAudio()
+    fed: list[AudioStreamFeed] = []
+
+    class StreamingEngine(Engine):
+        def feed_audio(self, feed: AudioStreamFeed) -> None:
+            fed.append(feed)
+            super().feed_audio(feed)
+
+    def engine(sink: EventSink) -> Engine:
+        return StreamingEngine(sink, tower_factories={**default_factories(), "audio": audio})
+
+    window = gui.open(model_dirs["media"], devices=with_microphone(), engine_factory=engine, max_tokens=3)
+    hold_to_talk(gui, window, seconds=1.5)
+    gui.wait_answer(window)
+    assert window.chat.conversation.messages[-1].state == "done"
+    assert len(fed) >= 5 and fed[-1].final and len({f.request_id for f in fed}) == 1
+    assert audio.one_shot == 0, "the clip streamed while the key was held was encoded again"
+    (sent,) = window.chat.conversation.messages[0].attachments
+    assert sent == MediaInput("audio", np.concatenate([f.samples for f in fed])).digest
+
+    window.composer.talk.button.pressed.emit()  # too short: the stream is dropped, nothing is sent
+    window.composer.talk.button.released.emit()
+    assert fed[-1].discard and fed[-1].request_id != fed[0].request_id
+    assert len(window.chat.conversation.messages) == 2
 
 
 def test_no_microphone_is_a_clear_message(gui: gui_support.GuiHarness, model_dirs: dict[str, Path]) -> None:

@@ -17,7 +17,7 @@ from pytestqt.qtbot import QtBot
 
 from app.gui.history.store import HistoryStore
 from app.gui.main_window import MainWindow
-from model_io.events import ChatRequest, LoadRequest
+from model_io.events import AudioStreamFeed, ChatRequest, LoadRequest
 
 
 @pytest.fixture
@@ -193,6 +193,9 @@ class HangingEngine:
         pass
 
     def new_conversation(self) -> None:
+        pass
+
+    def feed_audio(self, feed: AudioStreamFeed) -> None:
         pass
 
     def close(self, timeout: float = 10.0) -> None:

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
 
 from model_io.engine import Engine, EventSink
 from model_io.events import (
+    AudioStreamFeed,
     ChatRequest,
     Done,
     EngineError,
@@ -45,6 +46,7 @@ class EngineLike(Protocol):
     def submit(self, request: ChatRequest) -> int: ...
     def cancel(self, request_id: int) -> None: ...
     def new_conversation(self) -> None: ...
+    def feed_audio(self, feed: AudioStreamFeed) -> None: ...
     def close(self, timeout: float = ...) -> None: ...
 
 
@@ -112,6 +114,11 @@ class EngineBridge(QObject):
         rid, self._load_id = self._load_id, None
         if rid is not None:
             self._engine.cancel(rid)
+
+    def feed_audio(self, feed: AudioStreamFeed) -> None:
+        """Hand the engine a piece of the clip being recorded (encoded while the user speaks)."""
+        if not self._shutting_down:
+            self._engine.feed_audio(feed)
 
     def new_conversation(self) -> None:
         """Forget the KV cache: the next answer starts from a different history."""

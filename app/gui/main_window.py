@@ -108,7 +108,13 @@ class MainWindow(QMainWindow):
         )
         self.attachments = AttachmentController(self.composer, dialogs.choose_images, self)
         self.voice = VoiceController(
-            self.composer, self.chat, self.notice, self.settings.load, self.devices.microphone, self
+            self.composer,
+            self.chat,
+            self.notice,
+            self.settings.load,
+            self.devices.microphone,
+            self.bridge.feed_audio,
+            self,
         )
         self.camera = CameraController(
             self.camera_panel,

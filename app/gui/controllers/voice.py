@@ -4,6 +4,10 @@
 * Transcribe / Translate: the speech recipe (``transcription_request`` / ``translation_request``),
   answered on its own and streamed into the conversation.
 
+While the key is held, the new samples go to the engine every ~50 ms (``stream_sink``), which
+encodes them as they come, so at release only the tail is left to encode.  The clip sent is
+exactly the concatenation of the pieces streamed, so the engine recognises it as encoded.
+
 The microphone is opened on the first press (then kept running, so later presses get the pre-roll)
 and closed when the device setting changes or the window closes.  The level meter and clock poll
 the microphone at ~20 Hz on a QTimer; the audio thread never touches Qt.
@@ -11,6 +15,9 @@ the microphone at ~20 Hz on a QTimer; the audio thread never touches Qt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 from PySide6.QtCore import QEvent, QKeyCombination, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QApplication, QWidget
@@ -21,11 +28,13 @@ from app.gui.widgets.composer import Composer, Mode
 from app.gui.widgets.notice_bar import NoticeBar
 from model_io.capture import Microphone
 from model_io.errors import InputError
+from model_io.events import AudioStreamFeed, new_request_id
 from model_io.media import MediaInput
 from model_io.speech import SAMPLE_RATE, find_language, transcription_request, translation_request
 
 METER_INTERVAL_MS = 50
 MIN_CLIP_SECONDS = 0.3
+AudioFeedSink = Callable[[AudioStreamFeed], None]
 
 
 class VoiceController(QObject):
@@ -40,11 +49,16 @@ class VoiceController(QObject):
         notice: NoticeBar,
         settings: SettingsSource,
         microphone_factory: MicrophoneFactory,
+        stream_sink: AudioFeedSink | None = None,
         parent: QObject | None = None,
     ):
         super().__init__(parent)
         self._composer, self._chat, self._notice = composer, chat, notice
         self._settings, self._factory = settings, microphone_factory
+        self._stream_sink = stream_sink
+        self._stream_id: int | None = None
+        self._preroll_seconds = 0.0
+        self._pieces: list[np.ndarray] = []
         self._microphone: Microphone | None = None
         self._device: str | None = None
         self._window: QWidget | None = None
@@ -138,6 +152,9 @@ class VoiceController(QObject):
         except InputError as exc:
             self._fail(str(exc))
             return
+        self._preroll_seconds = microphone.recorded_seconds  # what the clip holds from before the press
+        if self._stream_sink is not None:
+            self._stream_id, self._pieces = new_request_id(), []
         self._meter.start()
         self._poll()
 
@@ -148,12 +165,34 @@ class VoiceController(QObject):
         self._meter.stop()
         clip = microphone.stop_recording()
         self._composer.talk.show_idle()
+        stream_id, self._stream_id = self._stream_id, None
+        if stream_id is not None:
+            self._pieces.append(microphone.read_new())  # the tail, resampler flushed
+            clip = np.concatenate(self._pieces)
         seconds = len(clip) / SAMPLE_RATE
-        if seconds < MIN_CLIP_SECONDS:
+        if seconds - self._preroll_seconds < MIN_CLIP_SECONDS:  # a tap, not speech
+            self._end_stream(stream_id, discard=True)
             self._notice.show_message(self.tr("Too short: hold the button while you speak."), "info")
             return
+        self._end_stream(stream_id, discard=False)
         self._send(MediaInput("audio", clip, label=self.tr("recording")))
         self.clipRecorded.emit(seconds)
+
+    def _stream_new_samples(self, microphone: Microphone) -> None:
+        """Pass what was recorded since the last call to the engine, to encode while the user speaks."""
+        if self._stream_id is None or self._stream_sink is None:
+            return
+        piece = microphone.read_new()
+        if piece.size:
+            self._pieces.append(piece)
+            self._stream_sink(AudioStreamFeed(self._stream_id, piece))
+
+    def _end_stream(self, stream_id: int | None, *, discard: bool) -> None:
+        if stream_id is None or self._stream_sink is None:
+            return
+        tail = np.zeros(0, np.float32) if discard else self._pieces[-1]
+        self._stream_sink(AudioStreamFeed(stream_id, tail, final=not discard, discard=discard))
+        self._pieces = []
 
     def _send(self, clip: MediaInput) -> None:
         mode = self._composer.mode
@@ -169,6 +208,7 @@ class VoiceController(QObject):
         microphone = self._microphone
         if microphone is None or not microphone.is_recording:
             return
+        self._stream_new_samples(microphone)
         self._composer.talk.show_recording(microphone.recorded_seconds, microphone.level_dbfs())
         if microphone.limit_reached:
             self._notice.show_message(
@@ -191,12 +231,16 @@ class VoiceController(QObject):
         return microphone
 
     def _fail(self, message: str) -> None:
+        self._end_stream(self._stream_id, discard=True)
+        self._stream_id = None
         self._meter.stop()
         self._composer.talk.show_idle()
         self._notice.show_message(self.tr("Cannot record: %1").replace("%1", message))
 
     def close(self) -> None:
         """Release the microphone (device change, window closing)."""
+        self._end_stream(self._stream_id, discard=True)
+        self._stream_id = None
         self._meter.stop()
         microphone, self._microphone = self._microphone, None
         if microphone is not None:
