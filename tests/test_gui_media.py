@@ -17,7 +17,7 @@ from engine_helpers import CountingAudio
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.gui.devices import Devices
@@ -282,6 +282,26 @@ def test_push_to_talk_encodes_while_the_key_is_held(
     window.composer.talk.button.released.emit()
     assert fed[-1].discard and fed[-1].request_id != fed[0].request_id
     assert len(window.chat.conversation.messages) == 2
+
+
+def test_the_microphone_listens_ahead_only_while_the_window_is_active(
+    gui: gui_support.GuiHarness, model_dirs: dict[str, Path]
+) -> None:
+    window = gui.open(model_dirs["media"], devices=with_microphone())
+    window.activateWindow()
+    gui.qtbot.waitUntil(lambda: window.voice.armed_seconds >= 0.5, timeout=5_000)
+    window.voice.press()  # the very first press already has the pre-roll
+    assert window.voice.recorded_seconds >= 0.29
+    window.voice.release()  # a tap: nothing is sent
+    assert window.chat.conversation.messages == []
+
+    other = QWidget()
+    other.show()
+    other.activateWindow()
+    gui.qtbot.waitUntil(lambda: window.voice.armed_seconds == 0, timeout=5_000)  # released for other apps
+    other.close()
+    window.activateWindow()
+    gui.qtbot.waitUntil(lambda: window.voice.armed_seconds > 0, timeout=5_000)
 
 
 def test_no_microphone_is_a_clear_message(gui: gui_support.GuiHarness, model_dirs: dict[str, Path]) -> None:

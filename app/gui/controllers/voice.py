@@ -8,13 +8,16 @@ While the key is held, the new samples go to the engine every ~50 ms (``stream_s
 encodes them as they come, so at release only the tail is left to encode.  The clip sent is
 exactly the concatenation of the pieces streamed, so the engine recognises it as encoded.
 
-The microphone is opened on the first press (then kept running, so later presses get the pre-roll)
-and closed when the device setting changes or the window closes.  The level meter and clock poll
+The microphone is armed while the window is active and push-to-talk is available, so even the
+first press gets the pre-roll (the words said just before the key went down); it is released when
+the window loses focus, the device setting changes or the window closes, so no other app's time
+is spent listening.  The level meter and clock poll
 the microphone at ~20 Hz on a QTimer; the audio thread never touches Qt.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -74,6 +77,12 @@ class VoiceController(QObject):
         return self._microphone is not None and self._microphone.is_recording
 
     @property
+    def armed_seconds(self) -> float:
+        """Audio heard since the microphone was armed (0 when it is closed): the pre-roll available."""
+        microphone = self._microphone
+        return microphone.captured_seconds if microphone is not None else 0.0
+
+    @property
     def recorded_seconds(self) -> float:
         """Length of the utterance being recorded (0 when idle)."""
         microphone = self._microphone
@@ -101,8 +110,15 @@ class VoiceController(QObject):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         kind = event.type()
-        if kind == QEvent.Type.WindowDeactivate and watched is self._window and self.recording:
-            self.release()  # the key-up will go to another window: do not record forever
+        if kind == QEvent.Type.WindowDeactivate and watched is self._window:
+            if self.recording:
+                self.release()  # the key-up will go to another window: do not record forever
+            self.close()
+            return False
+        if (kind == QEvent.Type.WindowActivate and watched is self._window) or (
+            kind == QEvent.Type.EnabledChange and watched is self._composer.talk.button
+        ):
+            self._arm()
             return False
         if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.ShortcutOverride):
             return False
@@ -216,17 +232,29 @@ class VoiceController(QObject):
             )
             self.release()
 
+    def _arm(self) -> None:
+        """Start listening ahead of a press (pre-roll) when the window is active and talk is possible."""
+        window = self._window
+        if window is None or not window.isActiveWindow() or not self._composer.talk.button.isEnabled():
+            return
+        with contextlib.suppress(InputError):  # said when the user presses: nobody asked to record yet
+            self._microphone_for_settings()
+
     def _open(self) -> Microphone | None:
+        try:
+            return self._microphone_for_settings()
+        except InputError as exc:
+            self._fail(str(exc))
+            return None
+
+    def _microphone_for_settings(self) -> Microphone:
+        """The running microphone of the chosen device, opened (or reopened) if needed."""
         device = self._settings().microphone
         if self._microphone is not None and device == self._device:
             return self._microphone
         self.close()
-        try:
-            microphone = self._factory(device)
-            microphone.start()
-        except InputError as exc:
-            self._fail(str(exc))
-            return None
+        microphone = self._factory(device)
+        microphone.start()
         self._microphone, self._device = microphone, device
         return microphone
 
