@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from app.cli_media import add_media_options, add_speech_commands, load_media, projector_for, stream_request
 from app.cli_models import COMMANDS as MODEL_COMMANDS
+from app.cli_models import add_build_command
 from app.cli_output import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(handler=run_inspect)
     synth.set_defaults(handler=run_synth)
     _add_catalog_commands(model_commands)
+    add_build_command(model_commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``gemma-desk models list|download|discover|import``: the catalog, downloads and files already on disk.
+"""``gemma-desk models list|download|discover|import|build-mmproj``: catalog, downloads, files, projectors.
 
 Heavy modules (huggingface_hub) are imported inside the commands, so ``gemma-desk ask`` starts fast.
 Errors are raised as GemmaDeskError and printed as one line by ``app.cli.main``; with ``--json``
@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.cli_output import EXIT_OK, ProgressBar
-from model_io.errors import GemmaDeskError
+from model_io.errors import GemmaDeskError, InputError
 from model_io.paths import models_dir
 
 if TYPE_CHECKING:
     from model_io.discovery import DiscoveryReport, FoundFile
     from model_io.download import DownloadProgress, DownloadResult
+    from model_io.mmproj_build import BuildProgress, BuildResult
     from model_io.model_info import ModelInfo
 
 _ERROR_KINDS = {2: "input", 3: "model", 130: "cancelled"}
@@ -235,9 +238,109 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def add_build_command(model_commands: argparse._SubParsersAction[Any]) -> None:
+    """``models build-mmproj``: the Gemma 3n projector (vision + audio) from Google's checkpoint."""
+    build = model_commands.add_parser(
+        "build-mmproj",
+        help="build the Gemma 3n projector (vision + audio) from the official safetensors checkpoint",
+    )
+    build.add_argument("--repo", required=True, help="e.g. google/gemma-3n-E2B-it or google/gemma-3n-E4B-it")
+    build.add_argument("--out", type=Path, help="output .gguf (default: models folder, REPO-mmproj-F16.gguf)")
+    token = build.add_mutually_exclusive_group()
+    token.add_argument("--token", help="Hugging Face token (default: $HF_TOKEN or 'hf auth login')")
+    token.add_argument("--token-env", metavar="VAR", help="read the token from environment variable VAR")
+    build.add_argument("--revision", default="main", help="branch, tag or commit (default main)")
+    build.add_argument("--json", action="store_true", help="one JSON object per line per event")
+    build.set_defaults(handler=run_build_mmproj)
+
+
+def run_build_mmproj(args: argparse.Namespace) -> int:
+    """Build, with a progress bar (or JSON lines); Ctrl+C keeps the partial build for a re-run."""
+    from model_io.download import DownloadCancelled
+    from model_io.mmproj_build import build_mmproj, default_output_name
+
+    try:
+        token = _token_from(args)
+        out = args.out if args.out is not None else models_dir() / default_output_name(args.repo)
+        report = _BuildPrinter(out.name, args.json)
+        try:
+            result = build_mmproj(args.repo, out, token=token, revision=args.revision, progress=report)
+        except KeyboardInterrupt:
+            raise DownloadCancelled(
+                f"building {out.name} interrupted; the finished part is kept, run the same command to resume"
+            ) from None
+        finally:
+            report.finish()
+    except GemmaDeskError as exc:
+        _json_error(exc, args.json)
+        raise
+    _print_build(result, args.json)
+    return EXIT_OK
+
+
+def _token_from(args: argparse.Namespace) -> str | None:
+    if args.token_env is None:
+        return args.token
+    value = os.environ.get(args.token_env, "").strip()
+    if not value:
+        raise InputError(f"--token-env {args.token_env}: that environment variable is not set")
+    return value
+
+
+class _BuildPrinter(_Printer):
+    """Build progress: stage, bar, bytes, rate and ETA on a terminal; JSON lines with --json."""
+
+    _VERBS: ClassVar[dict[str, str]] = {
+        "header": "reading",
+        "fetch": "fetching",
+        "write": "writing",
+        "verify": "verifying",
+    }
+
+    def __call__(self, progress: BuildProgress) -> None:  # type: ignore[override]
+        now = time.monotonic()
+        final = progress.total_bytes > 0 and progress.done_bytes >= progress.total_bytes
+        if now - self.last < 0.2 and not final:
+            return
+        self.last = now
+        if self.as_json:
+            payload = {"event": "progress", **asdict(progress), "bytes_per_s": round(progress.bytes_per_s)}
+            print(json.dumps(payload), flush=True)
+        elif self.draw:
+            self._draw_build(progress)
+
+    def _draw_build(self, progress: BuildProgress) -> None:
+        verb = self._VERBS.get(progress.stage, progress.stage)
+        if not progress.total_bytes:
+            text = f"{verb} {self.name}: checkpoint layout, {_human(progress.done_bytes)}"
+        else:
+            percent = int(progress.done_bytes * 100 / progress.total_bytes)
+            bar = "#" * (self.width * percent // 100)
+            eta = "" if progress.eta_s is None else f" ETA {_duration(progress.eta_s)}"
+            text = (
+                f"{verb} {self.name} [{bar:-<{self.width}}] {percent:3d}% {_human(progress.done_bytes)}/"
+                f"{_human(progress.total_bytes)} {_human(int(progress.bytes_per_s))}/s{eta}"
+            )
+        self.stream.write(f"\r{text}\x1b[K")
+        self.stream.flush()
+        self.drawn = True
+
+
+def _print_build(result: BuildResult, as_json: bool) -> None:
+    data = {**asdict(result), "path": str(result.path)}
+    if as_json:
+        print(json.dumps({"event": "done", **data}), flush=True)
+        return
+    towers = " + ".join(n for n, has in (("vision", result.has_vision), ("audio", result.has_audio)) if has)
+    print(result.path)
+    fetched = _human(result.fetched_bytes)
+    print(f"projector with {towers}, {_human(result.size_bytes)}; {fetched} fetched this run")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": run_list,
     "download": run_download,
     "discover": run_discover,
     "import": run_import,
+    "build-mmproj": run_build_mmproj,
 }

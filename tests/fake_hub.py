@@ -66,6 +66,8 @@ class Faults:
     stall_after: int | None = None  # stop sending (but keep the connection) after this many bytes
     ignore_range: bool = False  # answer 200 with the whole file to Range requests
     hide_linked_etag: bool = False  # the resolve answer carries no X-Linked-Etag (forces the API lookup)
+    fail_status: int | None = None  # answer this status (no body) to CDN GETs, e.g. 403: URL expired
+    fail_times: int = 1  # how many CDN GETs get ``fail_status`` (then the fault is spent)
 
 
 @dataclass
@@ -262,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
         file = self.state.blob(path.removeprefix("/cdn/"))
         if file is None:
             return self._send(404, {"Content-Length": "0"}, b"")
+        if method == "GET" and self._take_status_fault():
+            return self._send(self.state.faults.fail_status or 500, {"Content-Length": "0"}, b"")
         start, end, status = self._range(len(file.data))
         if status == 416:
             return self._send(416, {"Content-Range": f"bytes */{len(file.data)}", "Content-Length": "0"}, b"")
@@ -272,6 +276,14 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET":
             self._stream(file.data, start, end)
         return None
+
+    def _take_status_fault(self) -> bool:
+        faults = self.state.faults
+        with self.state.lock:
+            if faults.fail_status is None or faults.fail_times == 0:
+                return False
+            faults.fail_times -= 1
+            return True
 
     def _range(self, size: int) -> tuple[int, int, int]:
         match = _RANGE.match(self.headers.get("Range", "") or "")
