@@ -10,7 +10,11 @@ packages=(build-essential cmake python3-venv python3-dev libgomp1 libportaudio2 
           libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 fontconfig)
 
 if [ "${1:-app}" = "test" ]; then
-    packages+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins)
+    packages+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins
+               xvfb xdotool xclip x11-apps tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
+               libx11-xcb1 libxcb-glx0 libxcb-image0 libxcb-randr0 libxcb-render0 libxcb-render-util0
+               libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon0 libfontconfig1
+               libfreetype6 libdbus-1-3 libglib2.0-0)
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -9,15 +9,15 @@ encodes them as they come, so at release only the tail is left to encode.  The c
 exactly the concatenation of the pieces streamed, so the engine recognises it as encoded.
 
 The microphone is armed while the window is active and push-to-talk is available, so even the
-first press gets the pre-roll (the words said just before the key went down); it is released when
-the window loses focus, the device setting changes or the window closes, so no other app's time
-is spent listening.  The level meter and clock poll
+first press gets the pre-roll (the words said just before the key went down).  It is opened off
+the GUI thread (``MicrophoneHolder``); a press while it is still opening records from the moment it
+is ready.  It is released 10 s after the window loses focus (a quick look elsewhere keeps the
+pre-roll ready), when the device setting changes, or when the window closes.  The level meter and clock poll
 the microphone at ~20 Hz on a QTimer; the audio thread never touches Qt.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +26,7 @@ from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.gui.controllers.chat import ChatController, SettingsSource
+from app.gui.controllers.microphone_holder import MicrophoneHolder
 from app.gui.devices import MicrophoneFactory
 from app.gui.widgets.composer import Composer, Mode
 from app.gui.widgets.notice_bar import NoticeBar
@@ -36,7 +37,11 @@ from model_io.media import MediaInput
 from model_io.speech import SAMPLE_RATE, find_language, transcription_request, translation_request
 
 METER_INTERVAL_MS = 50
+# X11 auto-repeat arrives as release-press pairs that Qt flags as repeats only at first; a release
+# counts once no press of the key follows within this time (measured: the pair comes within ~2 ms).
+KEY_RELEASE_GRACE_MS = 60
 MIN_CLIP_SECONDS = 0.3
+SILENT_DBFS = -200.0
 AudioFeedSink = Callable[[AudioStreamFeed], None]
 
 
@@ -57,35 +62,42 @@ class VoiceController(QObject):
     ):
         super().__init__(parent)
         self._composer, self._chat, self._notice = composer, chat, notice
-        self._settings, self._factory = settings, microphone_factory
+        self._settings = settings
         self._stream_sink = stream_sink
         self._stream_id: int | None = None
         self._preroll_seconds = 0.0
         self._pieces: list[np.ndarray] = []
-        self._microphone: Microphone | None = None
-        self._device: str | None = None
+        self._holder = MicrophoneHolder(microphone_factory, self)
+        self._holder.ready.connect(self._on_microphone_ready)
+        self._holder.failed.connect(self._on_microphone_failed)
+        self._press_pending = False  # pressed while the microphone was still opening
         self._window: QWidget | None = None
         self._shortcut = QKeyCombination()
         self._meter = QTimer(self, interval=METER_INTERVAL_MS)
         self._meter.timeout.connect(self._poll)
+        self._key_held = False  # the shortcut is down; while held, its presses are repeats
+        self._key_release = QTimer(self, singleShot=True, interval=KEY_RELEASE_GRACE_MS)
+        self._key_release.timeout.connect(self._on_key_released)
         composer.talk.pressed.connect(self.press)
         composer.talk.released.connect(self.release)
         self.set_shortcut(settings().talk_shortcut)
 
     @property
     def recording(self) -> bool:
-        return self._microphone is not None and self._microphone.is_recording
+        """The user is holding to talk (also while the microphone is still opening)."""
+        microphone = self._holder.current
+        return self._press_pending or (microphone is not None and microphone.is_recording)
 
     @property
     def armed_seconds(self) -> float:
         """Audio heard since the microphone was armed (0 when it is closed): the pre-roll available."""
-        microphone = self._microphone
+        microphone = self._holder.current
         return microphone.captured_seconds if microphone is not None else 0.0
 
     @property
     def recorded_seconds(self) -> float:
         """Length of the utterance being recorded (0 when idle)."""
-        microphone = self._microphone
+        microphone = self._holder.current
         return microphone.recorded_seconds if microphone is not None and microphone.is_recording else 0.0
 
     # -- shortcut ---------------------------------------------------------------------------------------
@@ -111,9 +123,10 @@ class VoiceController(QObject):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         kind = event.type()
         if kind == QEvent.Type.WindowDeactivate and watched is self._window:
+            self._key_held = False
             if self.recording:
                 self.release()  # the key-up will go to another window: do not record forever
-            self.close()
+            self._holder.release_later()
             return False
         if (kind == QEvent.Type.WindowActivate and watched is self._window) or (
             kind == QEvent.Type.EnabledChange and watched is self._composer.talk.button
@@ -127,12 +140,18 @@ class VoiceController(QObject):
         if kind == QEvent.Type.ShortcutOverride:
             event.accept()  # ours: no QAction or widget binding may take it
             return True
-        if not event.isAutoRepeat():
-            if kind == QEvent.Type.KeyPress:
-                self.press()
-            else:
-                self.release()
+        if kind == QEvent.Type.KeyPress:
+            self._key_release.stop()  # X11 auto-repeat sends release-press pairs: still held
+            if not self._key_held:
+                self._key_held = True
+                self.press()  # a refused press (answer streaming) stays refused until the key is up
+        else:
+            self._key_release.start()  # released, unless a repeat press follows at once
         return True
+
+    def _on_key_released(self) -> None:
+        self._key_held = False
+        self.release()
 
     def _in_window(self, watched: QObject) -> bool:
         return self._window is not None and isinstance(watched, QWidget) and watched.window() is self._window
@@ -141,8 +160,8 @@ class VoiceController(QObject):
         key = self._shortcut.key()
         if key == Qt.Key.Key_unknown or event.key() != key:
             return False
-        if kind == QEvent.Type.KeyRelease:
-            return self.recording  # modifiers may already be up when the key is released
+        if kind == QEvent.Type.KeyRelease or self._key_held:
+            return self._key_held  # modifiers may be up already while the key repeats or is released
         modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         return modifiers == self._shortcut.keyboardModifiers()
 
@@ -160,9 +179,15 @@ class VoiceController(QObject):
                 self.tr("Wait for the answer to finish (or stop it) before talking."), "info"
             )
             return
-        microphone = self._open()
-        if microphone is None:
+        self._holder.want(self._settings().microphone)
+        microphone = self._holder.current
+        if microphone is None:  # opening on its thread: recording starts when it is ready
+            self._press_pending = True
+            self._composer.talk.show_recording(0.0, SILENT_DBFS)
             return
+        self._start_recording(microphone)
+
+    def _start_recording(self, microphone: Microphone) -> None:
         try:
             microphone.start_recording()
         except InputError as exc:
@@ -175,7 +200,13 @@ class VoiceController(QObject):
         self._poll()
 
     def release(self) -> None:
-        microphone = self._microphone
+        if self._press_pending:
+            self._press_pending = False
+            self._composer.talk.show_idle()
+            starting = self.tr("The microphone was still starting: hold a moment longer.")
+            self._notice.show_message(starting, "info")
+            return
+        microphone = self._holder.current
         if microphone is None or not microphone.is_recording:
             return
         self._meter.stop()
@@ -221,7 +252,7 @@ class VoiceController(QObject):
             self._chat.send_speech(translation_request(clip, find_language(code)))
 
     def _poll(self) -> None:
-        microphone = self._microphone
+        microphone = self._holder.current
         if microphone is None or not microphone.is_recording:
             return
         self._stream_new_samples(microphone)
@@ -237,26 +268,17 @@ class VoiceController(QObject):
         window = self._window
         if window is None or not window.isActiveWindow() or not self._composer.talk.button.isEnabled():
             return
-        with contextlib.suppress(InputError):  # said when the user presses: nobody asked to record yet
-            self._microphone_for_settings()
+        self._holder.want(self._settings().microphone)
 
-    def _open(self) -> Microphone | None:
-        try:
-            return self._microphone_for_settings()
-        except InputError as exc:
-            self._fail(str(exc))
-            return None
+    def _on_microphone_ready(self, microphone: Microphone) -> None:
+        if self._press_pending:
+            self._press_pending = False
+            self._start_recording(microphone)
 
-    def _microphone_for_settings(self) -> Microphone:
-        """The running microphone of the chosen device, opened (or reopened) if needed."""
-        device = self._settings().microphone
-        if self._microphone is not None and device == self._device:
-            return self._microphone
-        self.close()
-        microphone = self._factory(device)
-        microphone.start()
-        self._microphone, self._device = microphone, device
-        return microphone
+    def _on_microphone_failed(self, message: str) -> None:
+        if self._press_pending:  # when only arming, say nothing: nobody asked to record yet
+            self._press_pending = False
+            self._fail(message)
 
     def _fail(self, message: str) -> None:
         self._end_stream(self._stream_id, discard=True)
@@ -270,7 +292,6 @@ class VoiceController(QObject):
         self._end_stream(self._stream_id, discard=True)
         self._stream_id = None
         self._meter.stop()
-        microphone, self._microphone = self._microphone, None
-        if microphone is not None:
-            microphone.close()
+        self._press_pending = False
+        self._holder.close()
         self._composer.talk.show_idle()
