@@ -8,14 +8,18 @@ the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
+from app.cli_backends import add_backends_command
+from app.cli_bench import add_bench_command
 from app.cli_media import add_media_options, add_speech_commands, load_media, projector_for, stream_request
 from app.cli_models import COMMANDS as MODEL_COMMANDS
 from app.cli_models import add_build_command
@@ -27,11 +31,15 @@ from app.cli_output import (
     ProgressBar,
     fail,
 )
+from model_io.engine_wire import WORKER_ENV
 from model_io.errors import GemmaDeskError, InputError
 from model_io.events import ChatRequest, LoadRequest
 from model_io.paths import models_dir
 from model_io.prompt import ChatMessage
-from model_io.settings import DEFAULT_CONTEXT, LoadSettings, SamplingSettings
+from model_io.settings import AUTO_CONTEXT, DEFAULT_CONTEXT, LoadSettings, SamplingSettings
+
+if TYPE_CHECKING:
+    from model_io.memory_plan import MemoryPlan
 
 MODEL_ENV = "GEMMA_DESK_MODEL"
 
@@ -58,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--seed", type=int, help="sampling seed for reproducible answers")
     ask.add_argument("--temp", type=float, default=1.0, help="temperature; 0 means greedy (default 1.0)")
     ask.add_argument(
-        "--ctx", type=int, default=DEFAULT_CONTEXT, help=f"context size (default {DEFAULT_CONTEXT})"
+        "--ctx",
+        type=int,
+        default=AUTO_CONTEXT,
+        help=f"context size (default: from the memory plan, at most {DEFAULT_CONTEXT})",
     )
     ask.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores, at most 8)")
     ask.add_argument("--json", action="store_true", help="one JSON object per line per event")
@@ -66,12 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_media_options(ask)
     ask.set_defaults(handler=run_ask)
     add_speech_commands(commands)
+    add_backends_command(commands)
+    add_bench_command(commands)
 
     models = commands.add_parser("models", help="inspect or create model files")
     model_commands = models.add_subparsers(dest="models_command", parser_class=_Parser, required=True)
     inspect = model_commands.add_parser("inspect", help="show what a GGUF file contains")
     inspect.add_argument("path", type=Path)
     inspect.add_argument("--json", action="store_true", help="print a JSON object")
+    inspect.add_argument("--plan", action="store_true", help="estimate RAM per part and whether it fits here")
+    inspect.add_argument("--mmproj", type=Path, help="with --plan: also plan this projector's towers")
+    inspect.add_argument("--ctx", type=int, default=AUTO_CONTEXT, help="with --plan: plan for this context")
     synth = model_commands.add_parser("synth", help="write a synthetic (random-weight) Gemma 3n GGUF")
     synth.add_argument("--preset", default="tiny", help="tiny, e2b or e4b (default tiny)")
     synth.add_argument("--out", type=Path, required=True, help="output directory or .gguf path")
@@ -110,7 +126,14 @@ def _add_catalog_commands(model_commands: argparse._SubParsersAction[_Parser]) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if os.environ.get(WORKER_ENV) == "1":
+        # Started by ProcessEngine as the engine's worker process (this is how it works inside a
+        # Briefcase app, whose executable is the launcher stub): serve the engine, never the CLI or Qt.
+        from model_io.engine_worker import serve
+
+        serve()
     _configure_logging()
+    _print_file_names_as_given()
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
@@ -125,6 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         fail(f"internal error: {type(exc).__name__}: {exc}")
         return EXIT_INTERNAL
+
+
+def _print_file_names_as_given() -> None:
+    """A file name that is not valid UTF-8 (possible on Linux) is printed back byte for byte, as the
+    shell gave it, instead of ending in an internal UnicodeEncodeError under a strict UTF-8 locale."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="surrogateescape")
 
 
 def _configure_logging() -> None:
@@ -187,11 +219,20 @@ def run_inspect(args: argparse.Namespace) -> int:
     from model_io.model_info import inspect_model
 
     info = inspect_model(args.path)
+    plan = _memory_plan(args) if args.plan else None
     if args.json:
-        print(json.dumps(info.to_dict(), ensure_ascii=False, indent=2))
+        data = info.to_dict() | ({"plan": plan.to_dict()} if plan else {})
+        print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        print(info.describe())
+        print(info.describe() + (f"\n{plan.describe()}" if plan else ""))
     return EXIT_OK
+
+
+def _memory_plan(args: argparse.Namespace) -> MemoryPlan:
+    from model_io.memory_plan import plan_for_files
+
+    LoadSettings(n_ctx=args.ctx)  # the same range check as loading
+    return plan_for_files(args.path, args.mmproj, n_ctx=args.ctx)
 
 
 def run_synth(args: argparse.Namespace) -> int:

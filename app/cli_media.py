@@ -15,6 +15,7 @@ from app.cli_output import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     ProgressBar,
+    describe_memory,
     describe_stats,
     event_json,
     fail,
@@ -28,6 +29,7 @@ from model_io.events import (
     EngineEvent,
     LoadProgress,
     LoadRequest,
+    MemoryUsage,
     Stats,
     TextDelta,
 )
@@ -114,6 +116,7 @@ class StreamSession:
     def __init__(self, engine: Engine, events: EventQueue, as_json: bool):
         self.engine, self.events, self.as_json = engine, events, as_json
         self.status = EXIT_OK
+        self.memory: MemoryUsage | None = None  # the latest report: after the load, then tower loads
 
     def load(self, request: LoadRequest) -> None:
         bar = ProgressBar(f"loading {request.model_path.name}")
@@ -121,6 +124,8 @@ class StreamSession:
         for event in self.events.events_for(request.request_id):
             if isinstance(event, LoadProgress):
                 bar.update(event.fraction)
+            elif isinstance(event, MemoryUsage):
+                self.memory = event
             elif isinstance(event, EngineError):
                 bar.finish()
                 self._report_error(event)
@@ -147,10 +152,15 @@ class StreamSession:
         return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
     def _print(self, event: EngineEvent, args: argparse.Namespace, extra: dict[str, Any]) -> None:
+        if isinstance(event, MemoryUsage):  # shown once per answer, with --stats, after the statistics
+            self.memory = event
+            return
         if self.as_json:
             line = event_json(event, extra)
             if line is not None:
                 print(line, flush=True)
+            if isinstance(event, Stats) and args.stats and self.memory is not None:
+                print(event_json(self.memory, extra), flush=True)
             return
         if isinstance(event, TextDelta):
             sys.stdout.write(event.text)
@@ -162,6 +172,8 @@ class StreamSession:
             sys.stdout.write("\n")  # finish the answer's line before the stats go to stderr
             sys.stdout.flush()
             print(describe_stats(event), file=sys.stderr)
+            if self.memory is not None:
+                print(describe_memory(self.memory), file=sys.stderr)
         elif isinstance(event, EngineError):
             fail(event.message)
 

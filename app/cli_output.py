@@ -7,7 +7,16 @@ import sys
 from dataclasses import asdict
 from typing import TextIO
 
-from model_io.events import Done, EngineError, EngineEvent, LoadProgress, ModelLoaded, Stats, TextDelta
+from model_io.events import (
+    Done,
+    EngineError,
+    EngineEvent,
+    LoadProgress,
+    MemoryUsage,
+    ModelLoaded,
+    Stats,
+    TextDelta,
+)
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -42,6 +51,14 @@ def event_json(event: EngineEvent, extra: dict[str, object] | None = None) -> st
             "request_id": event.request_id,
             "kind": event.kind,
             "message": event.message,
+        }
+    elif isinstance(event, MemoryUsage):
+        payload = {
+            "event": "memory",
+            "request_id": event.request_id,
+            "parts": dict(event.parts),
+            "process_rss_bytes": event.process_rss_bytes,
+            "mapped_bytes": event.mapped_bytes,
         }
     else:
         return None
@@ -82,6 +99,17 @@ def describe_stats(event: Stats) -> str:
     )
 
 
+def describe_memory(event: MemoryUsage) -> str:
+    """One line: resident MiB per part that holds any, the process RSS, and what is only mapped."""
+    held = ", ".join(f"{name} {_mib(size)}" for name, size in event.parts if size)
+    mapped = f"; {_mib(event.mapped_bytes)} of per-layer embeddings mapped" if event.mapped_bytes else ""
+    return f"[memory: {held or 'nothing loaded'}; process RSS {_mib(event.process_rss_bytes)}{mapped}]"
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MiB"
+
+
 def is_terminal(event: EngineEvent) -> bool:
     return isinstance(event, Done | EngineError | ModelLoaded)
 
@@ -95,6 +123,7 @@ __all__ = [
     "EXIT_OK",
     "LoadProgress",
     "ProgressBar",
+    "describe_memory",
     "describe_stats",
     "event_json",
     "fail",

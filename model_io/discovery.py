@@ -334,8 +334,12 @@ def user_folders() -> tuple[Path, ...]:
 
 def add_user_folder(folder: Path) -> Path:
     """Remember ``folder`` for later scans; InputError when it is not a folder."""
-    resolved = folder.expanduser().resolve()
-    if not resolved.is_dir():
+    try:
+        resolved = folder.expanduser().resolve()
+        is_folder = resolved.is_dir()
+    except (OSError, RuntimeError) as exc:  # a name too long; RuntimeError: a symlink loop (Python 3.11)
+        raise InputError(f"{folder}: not a usable folder ({getattr(exc, 'strerror', None) or exc})") from exc
+    if not is_folder:
         raise InputError(f"{folder}: not a folder")
     folders = list(dict.fromkeys([*user_folders(), resolved]))
     path = data_dir() / FOLDERS_FILE

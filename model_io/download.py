@@ -342,7 +342,8 @@ class _Job:
         except _Corrupt as exc:  # handled after the file is closed: Windows cannot delete open files
             self._discard(str(exc))
         os.replace(self.partial, self.target)
-        _write_receipt(self.target, self.receipt(complete=True))
+        with contextlib.suppress(DownloadError):  # a disk full by now: the next run re-hashes instead
+            _write_receipt(self.target, self.receipt(complete=True))
         return self._result(kept, False, catalog_match)
 
     def _result(self, kept: int, present: bool, catalog_match: bool | None) -> DownloadResult:
@@ -369,7 +370,8 @@ class _Job:
             if receipt.digest == self.remote.digest:
                 return True
         elif size == self.remote.size and self._digest_of(self.target) == self.remote.digest:
-            _write_receipt(self.target, self.receipt(complete=True))
+            with contextlib.suppress(DownloadError):  # only saves re-hashing next time (disk full?)
+                _write_receipt(self.target, self.receipt(complete=True))
             return True
         raise InputError(
             f"{self.target} already exists and is not {self.source.label} as the hub serves it now; "
@@ -651,8 +653,14 @@ def _shutdown(response: httpx2.Response) -> None:
 def _write_receipt(target: Path, receipt: Receipt) -> None:
     path = receipt_path(target)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(asdict(receipt), indent=1), encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(asdict(receipt), indent=1), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.errno in _DISK_FULL:
+            raise DiskSpaceError(f"the disk holding {target.parent} is full; free some space") from exc
+        raise DownloadError(f"cannot write {path} ({exc.strerror or exc})") from exc
 
 
 def _gb(n: int) -> str:

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from model_io.errors import EngineFailure, GemmaDeskError, InputError, ModelError
@@ -28,14 +28,17 @@ from model_io.events import (
     ErrorKind,
     LoadProgress,
     LoadRequest,
+    MemoryUsage,
     ModelInfoSummary,
     ModelLoaded,
 )
 from model_io.generation import ChatSession
-from model_io.gguf_check import validate_gguf
+from model_io.gguf_check import GgufSummary, validate_gguf
 from model_io.media import MediaKind, StreamingMediaEncoder
+from model_io.memory_plan import plan_memory
+from model_io.memory_usage import FootprintReading, ModelFootprint, process_rss_bytes, return_free_heap
 from model_io.native import NativeModel, supports_gpu_offload
-from model_io.settings import Backend, LoadSettings
+from model_io.settings import AUTO_CONTEXT, Backend, LoadSettings
 from model_io.towers import EncoderFactory, MediaTowers, default_factories, inspect_projector
 
 log = logging.getLogger("gemma_desk.engine")
@@ -53,7 +56,12 @@ class _Shutdown:
     pass
 
 
-_Command = LoadRequest | ChatRequest | AudioStreamFeed | _Reset | _Shutdown
+@dataclass(frozen=True)
+class _ReleaseTowers:
+    pass
+
+
+_Command = LoadRequest | ChatRequest | AudioStreamFeed | _Reset | _Shutdown | _ReleaseTowers
 
 
 class Engine:
@@ -76,6 +84,7 @@ class Engine:
         self._cancelled: set[int] = set()
         self._lock = threading.Lock()
         self._model: NativeModel | None = None
+        self._footprint: ModelFootprint | None = None
         self._running: int | None = None
         self._closing = False
         self._session: ChatSession | None = None
@@ -104,6 +113,10 @@ class Engine:
     def new_conversation(self) -> None:
         """Forget the KV cache before the next request (queued, so it never races a generation)."""
         self._commands.put(_Reset())
+
+    def release_towers(self) -> None:
+        """Free the vision and audio towers now (queued); they load again when next needed."""
+        self._commands.put(_ReleaseTowers())
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the worker and free the model; requests still queued are cancelled."""
@@ -146,9 +159,12 @@ class Engine:
                 if isinstance(command, AudioStreamFeed):
                     self._stream_audio(command)
                     continue
+                if isinstance(command, _ReleaseTowers):
+                    self._release_towers()
+                    continue
                 self._handle(command)
         finally:
-            self._unload()
+            self._unload(0)
 
     def _idle_poll_seconds(self) -> float | None:
         if self._towers is None or not self._towers.loaded() or self._tower_idle_seconds is None:
@@ -160,6 +176,14 @@ class Engine:
             released = self._towers.release_idle(self._tower_idle_seconds)
             if released:
                 log.info("released idle towers: %s", ", ".join(released))
+                return_free_heap()
+                self._report_memory(0)
+
+    def _release_towers(self) -> None:
+        if self._towers is not None and self._towers.loaded():
+            self._towers.close()
+            return_free_heap()
+            self._report_memory(0)
 
     def tower_state(self) -> tuple[MediaKind, ...]:
         """Which towers are loaded right now (for status displays and tests)."""
@@ -191,9 +215,9 @@ class Engine:
         started = self._clock()
         summary = validate_gguf(request.model_path, expect="text")
         projector = inspect_projector(Path(request.mmproj_path)) if request.mmproj_path else None
-        settings = _effective_settings(request.settings)
-        self._unload()
+        settings = _planned_settings(_effective_settings(request.settings), summary)
         rid = request.request_id
+        self._unload(rid)
         last_report = [0.0]
 
         def progress(fraction: float) -> bool:
@@ -202,12 +226,16 @@ class Engine:
                 self._sink(LoadProgress(rid, fraction))
             return not self._is_cancelled(rid)
 
-        model = NativeModel(Path(request.model_path), settings, progress)
+        model_path = Path(request.model_path)
+        model = NativeModel(model_path, settings, progress)
         if self._is_cancelled(rid):
             model.close()
             self._sink(Done(rid, "cancelled", ""))
             return
         self._model = model
+        self._footprint = ModelFootprint.of(model_path, summary.tensors, summary.file_size, model.buffers)
+        self._footprint.release_after_load()  # llama.cpp faulted the whole file in, PLE table included
+        model.prefetch_rows = self._footprint.prefetch_rows
         self._towers = MediaTowers(projector, model, self._tower_factories)
         self._session = ChatSession(model, summary.architecture, self._clock, self._towers.encoder_for)
         info = ModelInfoSummary(
@@ -216,12 +244,13 @@ class Engine:
             n_ctx=model.n_ctx,
             n_ctx_train=int(model.metadata(f"{summary.architecture}.context_length") or 0),
             n_threads=settings.threads,
-            n_gpu_layers=settings.n_gpu_layers,
+            n_gpu_layers=settings.n_gpu_layers or 0,
             gpu_offload_supported=supports_gpu_offload(),
             mmproj_path=projector.path if projector else None,
             has_vision=bool(projector and projector.has_vision),
             has_audio=bool(projector and projector.has_audio),
         )
+        self._report_memory(rid)
         self._sink(ModelLoaded(rid, info, (self._clock() - started) * 1000.0))
 
     def _chat(self, request: ChatRequest) -> None:
@@ -230,31 +259,68 @@ class Engine:
         if request.max_tokens < 1:
             raise InputError(f"max tokens must be at least 1, got {request.max_tokens}")
         rid = request.request_id
-        for event in self._session.generate(request, lambda: self._is_cancelled(rid)):
-            self._sink(event)
+        towers_before: tuple[MediaKind, ...] | None = self._tower_state()
+        try:
+            for event in self._session.generate(request, lambda: self._is_cancelled(rid)):
+                if towers_before is not None and self._tower_state() != towers_before:
+                    self._report_memory(rid)  # a tower loaded for this request: said before its answer
+                    towers_before = None
+                self._sink(event)
+        finally:
+            if towers_before is not None and self._tower_state() != towers_before:
+                self._report_memory(rid)
 
     def _stream_audio(self, feed: AudioStreamFeed) -> None:
         """Encode a streamed piece now; any problem only means the clip is encoded when sent."""
         towers = self._towers
         if self._closing or towers is None or towers.projector is None or not towers.projector.has_audio:
             return
+        towers_before = self._tower_state()
         try:
             encoder = towers.encoder_for("audio")
             if isinstance(encoder, StreamingMediaEncoder):
                 encoder.feed_stream(feed.request_id, feed.samples, final=feed.final, discard=feed.discard)
+            if self._tower_state() != towers_before:
+                self._report_memory(feed.request_id)
         except GemmaDeskError as exc:
             log.info("audio stream %s dropped (%s); the clip will be encoded when sent", feed.request_id, exc)
         except Exception:  # a bug: never let it take the engine down, the one-shot path still works
             log.exception("audio stream %s failed", feed.request_id)
 
-    def _unload(self) -> None:
+    def _tower_state(self) -> tuple[MediaKind, ...]:
+        """Which towers hold weights now (an audio encoder reads its weights on first encode)."""
+        held = self._towers.resident_bytes() if self._towers is not None else {}
+        return tuple(sorted(kind for kind, size in held.items() if size > 0))
+
+    def _report_memory(self, request_id: int) -> None:
+        """Send :class:`MemoryUsage` for the model and towers as they stand now."""
+        footprint = self._footprint
+        reading = footprint.measure() if footprint is not None else FootprintReading(0, 0, 0, 0, 0)
+        towers = self._towers.resident_bytes() if self._towers is not None else {}
+        parts = (
+            ("text", reading.text),
+            ("per-layer embeddings", reading.ple_resident),
+            ("kv cache", reading.kv_cache),
+            ("compute", reading.compute),
+            ("vision", towers.get("image", 0)),
+            ("audio", towers.get("audio", 0)),
+        )
+        self._sink(MemoryUsage(request_id, parts, process_rss_bytes(), reading.ple_mapped))
+
+    def _unload(self, request_id: int) -> None:
+        """Free the model and its towers, then report memory if a model was loaded."""
         self._session = None
+        loaded = self._model is not None
         if self._towers is not None:
             self._towers.close()  # towers may hold native state tied to the model: free them first
             self._towers = None
         if self._model is not None:
             self._model.close()
             self._model = None
+        self._footprint = None
+        if loaded:
+            return_free_heap()
+            self._report_memory(request_id)
 
 
 def _effective_settings(settings: LoadSettings) -> LoadSettings:
@@ -275,6 +341,16 @@ def _effective_settings(settings: LoadSettings) -> LoadSettings:
             use_mmap=settings.use_mmap,
         )
     return settings
+
+
+def _planned_settings(settings: LoadSettings, summary: GgufSummary) -> LoadSettings:
+    """Fill in what the user left to the memory plan: the context size and GPU layers."""
+    if settings.n_ctx != AUTO_CONTEXT and settings.n_gpu_layers is not None:
+        return settings
+    plan = plan_memory(summary, n_ctx=settings.n_ctx, n_ubatch=settings.n_batch)
+    log.info("memory plan for %s:\n%s", summary.path.name, plan.describe())
+    layers = plan.n_gpu_layers if settings.n_gpu_layers is None else settings.n_gpu_layers
+    return replace(settings, n_ctx=plan.n_ctx, n_gpu_layers=layers)
 
 
 def _error_kind(exc: GemmaDeskError) -> ErrorKind:

@@ -38,3 +38,9 @@ class EngineFailure(GemmaDeskError):
     """llama.cpp failed while evaluating a request (exit code 3)."""
 
     exit_code = 3
+
+
+class DiskFullError(GemmaDeskError):
+    """The disk (or quota) filled up while writing; nothing half-written is left (exit code 3)."""
+
+    exit_code = 3

@@ -156,4 +156,27 @@ class MemoryUsage:
     mapped_bytes: int = 0
 
 
-EngineEvent = LoadProgress | ModelLoaded | TextDelta | Stats | Done | EngineError | MemoryUsage
+RestartPhase = Literal["restarting", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class EngineRestart:
+    """The isolated engine's process died (``restarting``), serves again (``ready``) or was given up on.
+
+    Sent only by :class:`model_io.engine_process.ProcessEngine`, with ``request_id`` 0 (the
+    engine's own), after the requests that were in flight got their :class:`EngineError`.
+    ``message`` says what happened (signal or exit code, the process's last error output);
+    ``ready`` carries the model reloaded automatically (None if none was loaded) and how long
+    the restart took; ``failed`` means no model is loaded now (crash loop, or the reload failed).
+    """
+
+    request_id: int
+    phase: RestartPhase
+    message: str
+    info: ModelInfoSummary | None = None
+    elapsed_ms: float = 0.0
+
+
+EngineEvent = (
+    LoadProgress | ModelLoaded | TextDelta | Stats | Done | EngineError | MemoryUsage | EngineRestart
+)

@@ -53,6 +53,9 @@ _MAX_STRING_LENGTH = 1 << 30  # ggml's GGUF_MAX_STRING_LENGTH
 _MAX_ARRAY_ELEMENTS = 1 << 30  # ggml's GGUF_MAX_ARRAY_ELEMENTS
 _MAX_KEY_LENGTH = 1 << 16  # real keys are < 100 bytes; anything this long is corruption
 _MAX_KEPT_STRING = 1 << 20  # longer metadata strings are validated but not kept in ``kv``
+# Walking a string array is a Python loop (~0.4 s per million strings), so a corrupt count over a
+# zero-filled tail would spin for minutes; 4M is 16x the largest real vocabulary (Gemma's 262,144).
+_MAX_STRING_ARRAY = 1 << 22
 _MAX_TENSOR_NAME = 63  # GGML_MAX_NAME minus the terminating NUL
 _MAX_DIMS = 4  # GGML_MAX_DIMS
 _INT64_MAX = (1 << 63) - 1
@@ -334,7 +337,7 @@ def _check_counts(reader: _Reader, n_tensors: int, n_kv: int) -> None:
     if needed > reader.size - _HEADER_SIZE:
         raise reader.error(
             f"header claims {n_tensors:,} tensors and {n_kv:,} metadata entries, more than a "
-            f"{reader.size:,}-byte file can hold; the header is corrupt"
+            f"{reader.size:,}-byte file can hold; the file is truncated or its header is corrupt"
         )
 
 
@@ -396,6 +399,11 @@ def _skip_array(reader: _Reader, key: str) -> int:
             "the file is truncated or corrupt"
         )
     if item_type == GGUFValueType.STRING:
+        if count > _MAX_STRING_ARRAY:
+            raise reader.error(
+                f"metadata array {_q(key)} claims {count:,} strings, far more than any real vocabulary; "
+                "the header is corrupt"
+            )
         reader.skip_strings(count, f"metadata array {_q(key)}")
     else:
         reader.advance(count * item_size, f"metadata array {_q(key)}")
@@ -434,9 +442,9 @@ def _read_tensor_info(reader: _Reader, index: int) -> _TensorInfo:
     shape = tuple(reader.u64(f"shape of tensor {_q(name)}") for _ in range(n_dims))
     qtype = _tensor_type(reader, name, reader.u32(f"type of tensor {_q(name)}"))
     relative_offset = reader.u64(f"offset of tensor {_q(name)}")
-    n_elements = math.prod(shape)
-    if any(dim > _INT64_MAX for dim in shape) or n_elements > _INT64_MAX:
+    if not _fits_int64(shape):
         raise reader.error(f"tensor {_q(name)} has an impossible shape {shape}; the header is corrupt")
+    n_elements = math.prod(shape)
     block_size, type_size = GGML_QUANT_SIZES[qtype]
     row = shape[0] if shape else 1
     if row % block_size:
@@ -446,6 +454,19 @@ def _read_tensor_info(reader: _Reader, index: int) -> _TensorInfo:
         )
     n_bytes = n_elements // block_size * type_size
     return _TensorInfo(name, qtype, shape, n_elements, n_bytes, relative_offset)
+
+
+def _fits_int64(shape: tuple[int, ...]) -> bool:
+    """ggml's overflow rule, exactly: multiplying the dims left to right, no factor above 1 may overflow
+    int64 (so (32, 2**62, 0) is refused although it has no elements: ggml refuses it too)."""
+    if any(dim > _INT64_MAX for dim in shape):
+        return False
+    running = shape[0] if shape else 1
+    for dim in shape[1:]:
+        if dim > 1 and _INT64_MAX // dim < running:
+            return False
+        running *= dim
+    return True
 
 
 def _tensor_type(reader: _Reader, name: str, raw: int) -> GGMLQuantizationType:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import stat
+import warnings
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -45,6 +46,7 @@ _EXIF_TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_STRIP_PIXELS = 1 << 22  # big frames are flattened 4 MP at a time (16 MB as RGBA)
 _WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
@@ -52,15 +54,35 @@ def load_image(path: str | Path) -> MediaInput:
     """Decode an image file; ``InputError`` names the file for anything unusable."""
     file_path = Path(path)
     label = file_path.name or str(file_path)
-    _check_file(file_path, str(file_path))
+    size = _check_file(file_path, str(file_path))
     try:
-        with file_path.open("rb") as handle:
+        with _ClampedReader(io.FileIO(file_path, "r"), size) as handle:
             head = handle.read(64)
             handle.seek(0)
             rgb = _decode(handle, head, label)
     except OSError as exc:
         raise InputError(f"{file_path}: cannot read the file ({exc.strerror or exc})") from exc
     return _media(rgb, label)
+
+
+class _ClampedReader(io.BufferedReader):
+    """A file whose ``read(n)`` never asks for more than is left in it.
+
+    Pillow reads chunk lengths from the file and passes them to ``read``, and CPython allocates the
+    whole requested size up front: a 112-byte PNG claiming a 117 MB chunk allocated 117 MB (and a
+    2 GB claim can raise MemoryError where memory is not overcommitted).
+    """
+
+    def __init__(self, raw: io.FileIO, size: int) -> None:
+        super().__init__(raw)
+        self._size = size
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n > 0:
+            n = min(n, max(0, self._size - self.tell()))
+            if n == 0:
+                return b""
+        return super().read(n)
 
 
 def image_from_bytes(data: bytes, label: str = "pasted image") -> MediaInput:
@@ -88,7 +110,8 @@ def image_from_frame(
 # -- decoding ------------------------------------------------------------------------------------
 
 
-def _check_file(path: Path, label: str) -> None:
+def _check_file(path: Path, label: str) -> int:
+    """The file's size, after refusing what is not a readable, non-empty regular file."""
     try:
         info = path.stat()
     except (FileNotFoundError, NotADirectoryError):
@@ -101,10 +124,20 @@ def _check_file(path: Path, label: str) -> None:
         raise InputError(f"{label}: is not a regular file")
     if info.st_size == 0:
         raise InputError(f"{label}: file is empty (0 bytes)")
+    return info.st_size
+
+
+def _quiet_pillow() -> None:
+    """Pillow warns on stderr about damaged tags and oversized images, which would add lines around the
+    CLI's one-line error; a bad image is reported as one InputError instead.  Installed per call, as
+    test runners and embedding apps reset the warning filters (re-adding an equal filter is a no-op)."""
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _decode(stream: BinaryIO, head: bytes, label: str) -> np.ndarray:
     """Open with size checks first, decode at the smallest sufficient scale, return bounded RGB."""
+    _quiet_pillow()
     with _open(stream, head, label) as image:
         orientation = _orientation(image)
         _reduce_while_decoding(image, label)
@@ -113,6 +146,8 @@ def _decode(stream: BinaryIO, head: bytes, label: str) -> np.ndarray:
             rgb = _bounded_rgb(_flatten(image))
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InputError(f"{label}: the image data is truncated or corrupt ({exc})") from exc
+        except MemoryError as exc:
+            raise InputError(f"{label}: not enough memory to decode this image") from exc
     if orientation in _EXIF_TRANSPOSE:
         rgb = np.asarray(Image.fromarray(rgb, "RGB").transpose(_EXIF_TRANSPOSE[orientation]))
     return rgb
@@ -191,22 +226,50 @@ def _check_pixels(width: int, height: int, limit: int, label: str) -> None:
 
 
 def _flatten(image: Image.Image) -> Image.Image:
-    """The first frame as RGB; transparency composited on white (how a viewer shows it)."""
+    """The first frame as RGB, transparency composited on white (how a viewer shows it).
+
+    Big frames are converted strip by strip and box-reduced by an integer factor on the way (to
+    between 1x and 2x MAX_SIDE), so the only full-size buffer is the decoded frame itself: a 360 KB
+    PNG declaring 88 MP of RGBA used to peak at 1.7 GB through full-size RGBA/RGB copies.
+    """
     if image.mode in _WIDE_GREY_MODES:
-        return Image.fromarray(_wide_grey_to_uint8(np.asarray(image)), "L").convert("RGB")
-    has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
-    if not has_alpha:
+        image = Image.fromarray(_wide_grey_to_uint8(np.asarray(image)), "L")
+    alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+    width, height = image.size
+    factor = max(1, max(width, height) // MAX_SIDE)
+    if factor == 1 and width * height <= _STRIP_PIXELS:
+        return _strip_to_rgb(image, alpha)
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)), (255, 255, 255))
+    rows = factor * max(1, _STRIP_PIXELS // (width * factor))  # a multiple of factor: boxes never straddle
+    for top in range(0, height, rows):
+        strip = _strip_to_rgb(image.crop((0, top, width, min(height, top + rows))), alpha)
+        out.paste(strip.reduce(factor) if factor > 1 else strip, (0, top // factor))
+    return out
+
+
+def _strip_to_rgb(image: Image.Image, alpha: bool) -> Image.Image:
+    if not alpha:
         return image.convert("RGB")
     rgba = image.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")
+    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat.paste(rgba, mask=rgba)
+    return flat
 
 
 def _wide_grey_to_uint8(values: np.ndarray) -> np.ndarray:
-    """16-bit (and 32-bit integer) greyscale to 8 bits; float images are taken as 0…1."""
-    if values.dtype.kind == "f":
-        return np.clip(np.nan_to_num(values) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return (np.clip(values.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+    """16-bit (and 32-bit integer) greyscale to 8 bits; float images are taken as 0…1.
+
+    Converted a band of rows at a time, so the int64/float temporaries stay small on huge frames.
+    """
+    out = np.empty(values.shape, np.uint8)
+    rows = max(1, _STRIP_PIXELS // max(1, values.shape[1] if values.ndim > 1 else values.size))
+    for top in range(0, len(values), rows):
+        band = values[top : top + rows]
+        if band.dtype.kind == "f":
+            out[top : top + rows] = np.clip(np.nan_to_num(band) * 255.0 + 0.5, 0, 255)
+        else:
+            out[top : top + rows] = np.clip(band.astype(np.int64), 0, 65535) >> 8
+    return out
 
 
 def _bounded_rgb(image: Image.Image) -> np.ndarray:

@@ -14,15 +14,17 @@ import ctypes
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import llama_cpp as ll
 import numpy as np
 
+from model_io.backends import load_backend_modules
 from model_io.errors import EngineFailure, ModelError
-from model_io.settings import Backend, LoadSettings, SamplingSettings
+from model_io.memory_usage import parse_buffer_sizes
+from model_io.settings import DEFAULT_CONTEXT, Backend, LoadSettings, SamplingSettings
 
 log = logging.getLogger("gemma_desk.llama")
 _recent_lines: deque[str] = deque(maxlen=40)
@@ -36,7 +38,24 @@ def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     line = text.decode("utf-8", errors="replace").rstrip()
     if line:
         _recent_lines.append(line)
+        captured = getattr(_captured, "lines", None)
+        if captured is not None and "buffer size" in line:
+            captured.append(line)
         log.log(_LEVELS.get(level, logging.DEBUG), "%s", line)
+
+
+_captured = threading.local()
+
+
+@contextlib.contextmanager
+def _capture_buffer_lines() -> Iterator[list[str]]:
+    """llama.cpp's "... buffer size = N MiB" lines logged on this thread (memory reporting uses them)."""
+    lines: list[str] = []
+    _captured.lines = lines
+    try:
+        yield lines
+    finally:
+        _captured.lines = None
 
 
 _backend_lock = threading.Lock()
@@ -49,6 +68,7 @@ def ensure_backend() -> None:
     with _backend_lock:
         if not _backend_ready:
             ll.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            load_backend_modules()  # portable builds keep backends as modules in llama_cpp/lib
             ll.llama_backend_init()
             _backend_ready = True
 
@@ -76,11 +96,13 @@ class NativeModel:
         self._abort_check: AbortCheck = lambda: False
         self._keepalive: list[object] = []
         try:
-            self.model = self._load_model(path, settings, progress)
-            self._stack.callback(ll.llama_model_free, self.model)
-            self.vocab = ll.llama_model_get_vocab(self.model)
-            self.ctx = self._new_context(settings)
-            self._stack.callback(ll.llama_free, self.ctx)
+            with _capture_buffer_lines() as buffer_lines:
+                self.model = self._load_model(path, settings, progress)
+                self._stack.callback(ll.llama_model_free, self.model)
+                self.vocab = ll.llama_model_get_vocab(self.model)
+                self.ctx = self._new_context(settings)
+                self._stack.callback(ll.llama_free, self.ctx)
+            self.buffers = parse_buffer_sizes(buffer_lines)  # weights, KV cache, compute, as allocated
             self.n_batch = settings.n_batch
             self._batch = ll.llama_batch_init(self.n_batch, 0, 1)
             self._stack.callback(ll.llama_batch_free, self._batch)
@@ -94,6 +116,8 @@ class NativeModel:
         self.n_ctx = int(ll.llama_n_ctx(self.ctx))
         self.n_swa = int(ll.llama_model_n_swa(self.model))
         self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
+        # set by the engine: starts reading the PLE rows of a batch's tokens before llama.cpp faults them in
+        self.prefetch_rows: Callable[[Sequence[int]], None] | None = None
         self.closed = False
 
     # -- lifetime -----------------------------------------------------------------
@@ -108,7 +132,8 @@ class NativeModel:
         self, path: Path, settings: LoadSettings, progress: Callable[[float], bool] | None
     ) -> int:
         params = ll.llama_model_default_params()
-        params.n_gpu_layers = 0 if settings.backend is Backend.CPU else settings.n_gpu_layers
+        # "not chosen" (None layers, context 0) is resolved by the engine's memory plan; safe defaults here
+        params.n_gpu_layers = 0 if settings.backend is Backend.CPU else (settings.n_gpu_layers or 0)
         params.load_mode = ll.LLAMA_LOAD_MODE_MMAP if settings.use_mmap else ll.LLAMA_LOAD_MODE_NONE
         if progress is not None:
             callback = ll.llama_progress_callback(lambda fraction, _data: bool(progress(float(fraction))))
@@ -122,13 +147,16 @@ class NativeModel:
 
     def _new_context(self, settings: LoadSettings) -> int:
         params = ll.llama_context_default_params()
-        params.n_ctx = settings.n_ctx
+        params.n_ctx = settings.n_ctx or DEFAULT_CONTEXT
         params.n_batch = settings.n_batch
         params.n_ubatch = settings.n_batch
         params.n_threads = settings.threads
         params.n_threads_batch = settings.threads
         params.no_perf = False
         params.swa_full = False  # a full-size SWA cache costs ~256 MiB at 8k on E2B; reuse is checked instead
+        # Logits are only ever read for a batch's last token; the default (n_batch rows) makes llama.cpp
+        # reserve n_batch x n_vocab floats in the compute buffer: 512 MiB with Gemma's 262k vocabulary.
+        params.n_outputs_max = 1
         ctx = ll.llama_init_from_model(self.model, params)
         if not ctx:
             detail = recent_log_errors()
@@ -141,7 +169,21 @@ class NativeModel:
     def _install_abort_callback(self) -> None:
         callback = ll.ggml_abort_callback(lambda _data: bool(self._abort_check()))
         self._keepalive.append(callback)
+        self._abort_callback = callback
         ll.llama_set_abort_callback(self.ctx, callback, ctypes.c_void_p(0))
+        self._abort_armed = True
+
+    def _arm_abort(self, armed: bool) -> None:
+        """Attach or detach llama.cpp's abort callback, calling into llama.cpp only on a change.
+
+        ggml calls the callback after every graph node, and a Python callback costs microseconds
+        per call (thousands of nodes per token at full size: several % of decode time), so single-
+        token steps run without it; the sampling loop checks for cancellation between tokens.
+        """
+        if armed != self._abort_armed:
+            callback = self._abort_callback if armed else ll.ggml_abort_callback()
+            ll.llama_set_abort_callback(self.ctx, callback, ctypes.c_void_p(0))
+            self._abort_armed = armed
 
     # -- vocabulary ---------------------------------------------------------------
 
@@ -200,8 +242,15 @@ class NativeModel:
     def decode(
         self, tokens: Sequence[int], start: int, abort_check: AbortCheck, *, want_last_logits: bool = True
     ) -> bool:
-        """Evaluate ``tokens`` at positions ``start…``; logits only for the last. False if aborted."""
+        """Evaluate ``tokens`` at positions ``start…``; logits only for the last. False if aborted.
+
+        A single token is not interruptible inside llama.cpp (see :meth:`_arm_abort`); longer
+        inputs are, between graph nodes.
+        """
         self._abort_check = abort_check
+        self._arm_abort(len(tokens) > 1)
+        if self.prefetch_rows is not None and len(tokens) > 1:
+            self.prefetch_rows(tokens)
         try:
             for offset in range(0, len(tokens), self.n_batch):
                 chunk = tokens[offset : offset + self.n_batch]
@@ -225,6 +274,7 @@ class NativeModel:
         batch = self._embedding_batch()
         data = np.ascontiguousarray(rows, dtype=np.float32)
         self._abort_check = abort_check
+        self._arm_abort(True)
         try:
             for offset in range(0, len(data), self.n_batch):
                 chunk = data[offset : offset + self.n_batch]

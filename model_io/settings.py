@@ -10,7 +10,9 @@ from model_io.errors import InputError
 
 MIN_CONTEXT = 512
 MAX_CONTEXT = 32768
+MAX_THREADS = 512  # GGML_MAX_N_THREADS
 DEFAULT_CONTEXT = 8192
+AUTO_CONTEXT = 0  # let the memory planner choose (at most DEFAULT_CONTEXT)
 
 
 class Backend(StrEnum):
@@ -29,23 +31,29 @@ def default_threads() -> int:
 
 @dataclass(frozen=True)
 class LoadSettings:
-    """How to load a GGUF: threads, context size, GPU layers and backend."""
+    """How to load a GGUF: threads, context size, GPU layers and backend.
 
-    n_ctx: int = DEFAULT_CONTEXT
+    Left at their defaults, the context size and GPU layers are chosen at load time
+    from the memory plan (:mod:`model_io.memory_plan`) for this model on this machine.
+    """
+
+    n_ctx: int = AUTO_CONTEXT
     n_threads: int = 0  # 0 means default_threads()
-    n_gpu_layers: int = 0
+    n_gpu_layers: int | None = None  # None: from the memory plan (0 on a CPU-only build); -1: all
     backend: Backend = Backend.AUTO
     n_batch: int = 512
     use_mmap: bool = True
 
     def __post_init__(self) -> None:
-        if not MIN_CONTEXT <= self.n_ctx <= MAX_CONTEXT:
+        if self.n_ctx != AUTO_CONTEXT and not MIN_CONTEXT <= self.n_ctx <= MAX_CONTEXT:
             raise InputError(
                 f"context size must be between {MIN_CONTEXT} and {MAX_CONTEXT} tokens, got {self.n_ctx}"
             )
-        if self.n_threads < 0:
-            raise InputError(f"thread count must be positive, got {self.n_threads}")
-        if self.n_gpu_layers < -1:
+        if not 0 <= self.n_threads <= MAX_THREADS:  # ggml's limit; 100,000 threads crashed llama.cpp
+            raise InputError(
+                f"thread count must be between 0 (automatic) and {MAX_THREADS}, got {self.n_threads}"
+            )
+        if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
             raise InputError(f"GPU layers must be -1 (all) or more, got {self.n_gpu_layers}")
         if self.n_batch < 1:
             raise InputError(f"batch size must be positive, got {self.n_batch}")

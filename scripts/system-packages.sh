@@ -2,7 +2,8 @@
 # Install the Debian/Ubuntu packages Gemma Desk needs (only those missing).
 #   app:  compiler + CMake to build llama.cpp, PortAudio, the libraries Qt's xcb plugin loads
 #   test: the same plus espeak-ng and sox (speech fixtures) and a PulseAudio daemon with ALSA's pulse
-#         plugin (the microphone tests feed a real null sink, as no sound card exists in CI)
+#         plugin (the microphone tests feed a real null sink, as no sound card exists in CI), Xvfb,
+#         xdotool, xclip and tesseract (the real-window end-to-end test), strace (the privacy test)
 # On other systems this prints what to install and returns.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ if [ "${1:-app}" = "test" ]; then
                xvfb xdotool xclip x11-apps tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
                libx11-xcb1 libxcb-glx0 libxcb-image0 libxcb-randr0 libxcb-render0 libxcb-render-util0
                libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon0 libfontconfig1
-               libfreetype6 libdbus-1-3 libglib2.0-0)
+               libfreetype6 libdbus-1-3 libglib2.0-0 strace util-linux)
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -129,7 +129,7 @@ def test_language_setting_switches_the_ui_live(gui: gui_support.GuiHarness) -> N
     window = gui.open()
     window.settings_controller.apply(dataclasses.replace(window.settings.load(), ui_language="es"))
     gui.qtbot.waitUntil(lambda: window.sidebar.new_button.text() == "Nuevo chat")  # LanguageChange is posted
-    assert window.empty_state.choose_button.text() == "Elegir archivo del modelo…"
+    assert window.model_manager.catalog.action_button.text() == "&Descargar"
     assert window.menuBar().actions()[0].text() == "&Archivo"
     window.settings_controller.apply(dataclasses.replace(window.settings.load(), ui_language="en"))
     gui.qtbot.waitUntil(lambda: window.sidebar.new_button.text() == "New chat")

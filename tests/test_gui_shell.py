@@ -68,9 +68,9 @@ def activate(qtbot: QtBot, window: MainWindow) -> None:
 
 def test_first_run_explains_how_to_get_a_model(gui: gui_support.GuiHarness) -> None:
     window = gui.open()
-    assert window.pages.currentWidget() is window.empty_state and not window.composer.isVisible()
-    body = window.empty_state.body.text()
-    assert "GGUF" in body and str(models_dir()) in body and "downloader" in body
+    assert window.pages.currentWidget() is window.model_manager and not window.composer.isVisible()
+    body = window.model_manager.intro.text()
+    assert "model file" in body and str(models_dir()) in body and "Download one below" in body
     assert window.status_panel.model_label.text() == "No model loaded"
     gui_support.screenshot(window, "window-empty-state")
 
@@ -86,12 +86,12 @@ def test_unusable_model_files_are_refused_clearly(
         write_tiny_clip(path)
     dialogs = gui_support.FakeDialogs(model_file=path)
     window = gui.open(dialogs=dialogs)
-    gui.qtbot.mouseClick(window.empty_state.choose_button, Qt.MouseButton.LeftButton)
+    window.commands.open_model.trigger()
     gui.qtbot.waitUntil(lambda: bool(window.notice.text()), timeout=10_000)
     notice = window.notice.text()
     assert notice.startswith("The model could not be loaded:") and window.notice.kind == "error"
     assert {"corrupt": "corrupt.gguf", "projector": "mmproj", "missing": "not found"}[kind] in notice
-    assert not window.model.ready and window.pages.currentWidget() is window.empty_state
+    assert not window.model.ready and window.pages.currentWidget() is window.model_manager
     assert window.settings.load().model_path == ""  # a refused file is not remembered
     if kind == "corrupt":
         gui_support.screenshot(window, "window-load-error")
@@ -114,14 +114,14 @@ def test_engine_load_failure_is_shown_and_leaves_no_model(
     gui.qtbot.waitUntil(lambda: bool(window.notice.text()), timeout=10_000)
     assert f"llama.cpp could not load {tiny_model.name}" in window.notice.text()
     assert not window.model.ready and not window.model.loading
-    assert window.pages.currentWidget() is window.empty_state
+    assert window.pages.currentWidget() is window.model_manager
     assert window.status_panel.model_label.text() == "No model loaded"
 
 
 def test_saved_model_that_disappeared_is_reported(gui: gui_support.GuiHarness, tmp_path: Path) -> None:
     window = gui.open(model_path=str(tmp_path / "gone.gguf"))
     gui.qtbot.waitUntil(lambda: "not found" in window.notice.text(), timeout=10_000)
-    assert window.pages.currentWidget() is window.empty_state
+    assert window.pages.currentWidget() is window.model_manager
 
 
 def test_choosing_a_model_loads_it_with_progress(gui: gui_support.GuiHarness, tiny_model: Path) -> None:
@@ -249,7 +249,7 @@ def test_window_in_spanish(gui: gui_support.GuiHarness) -> None:
     i18n.apply_language("es")
     try:
         window = gui.open()
-        assert window.empty_state.title.text() == "Ningún modelo cargado"
+        assert window.model_manager.title.text() == "Modelos"
         assert window.composer.send_button.text() == "Enviar"
         gui_support.screenshot(window, "window-empty-state-es")
     finally:

@@ -70,27 +70,14 @@ from model_io.audio.streaming import (  # noqa: E402
 )
 from model_io.audio.tower import AudioTower  # noqa: E402
 from model_io.audio.weights import COMPACT, storage_name  # noqa: E402
+from model_io.benchmark.machine import cpu_model, load_average  # noqa: E402
+from model_io.benchmark.media_bench import speech_like_clip  # noqa: E402
 
 STORAGE = {"compact": COMPACT, "float32": np.float32, "float16": np.float16}
 BLOCK_PARTS = ("ffn_start", "attention", "light_conv", "ffn_end", "final_norm")
 
 
 # --------------------------------------------------------------------------- machine
-
-
-def load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> list[str]:
@@ -162,17 +149,6 @@ def mmproj_path(args: argparse.Namespace) -> tuple[Path, float | None]:
     start = time.perf_counter()
     write_audio_mmproj(args.preset, path)
     return path, time.perf_counter() - start
-
-
-def test_clip(seconds: float, seed: int = 0) -> np.ndarray:
-    """Speech-like: a gliding harmonic tone with syllable-rate amplitude, plus noise."""
-    n = round(seconds * spec.SAMPLE_RATE)
-    t = np.arange(n) / spec.SAMPLE_RATE
-    rng = np.random.default_rng(seed)
-    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / spec.SAMPLE_RATE
-    voice = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) ** 2
-    return (0.2 * voice + 0.01 * rng.standard_normal(n)).astype(np.float32)
 
 
 def flops_per_frame(dims) -> float:
@@ -297,7 +273,7 @@ def share_towers(variants: list[Variant], path: Path, baseline_module: object | 
 
 def time_rounds(variants: list[Variant], seconds_list: list[float], runs: dict[float, int]) -> None:
     for seconds in seconds_list:
-        wave = test_clip(seconds)
+        wave = speech_like_clip(seconds)
         for v in variants:  # warm-up (first-touch of buffers, thread start)
             v.run(wave)
         for _ in range(runs[seconds]):
@@ -347,7 +323,7 @@ def run_ablations(tower: AudioTower, seconds_list: list[float], runs: dict[float
     """The tower as configured against single changes undone, in interleaved rounds."""
     out: dict = {}
     for seconds in seconds_list:
-        wave = test_clip(seconds)
+        wave = speech_like_clip(seconds)
         times: dict[str, list[float]] = {name: [] for name in ABLATIONS}
         for settings in ABLATIONS.values():  # warm-up
             with ablation(settings):
@@ -375,7 +351,7 @@ def run_ablations(tower: AudioTower, seconds_list: list[float], runs: dict[float
 
 def breakdown(tower: AudioTower, seconds: float, repeats: int) -> dict:
     """Per-part seconds (min over ``repeats`` profiled runs of the one-shot path)."""
-    wave = test_clip(seconds)
+    wave = speech_like_clip(seconds)
     best: dict[str, float] = {}
     for _ in range(repeats):
         parts: dict[str, float] = {}
@@ -483,7 +459,7 @@ def streaming_latency(
     """Push-to-talk: the recorder delivers ``block_ms`` blocks in real time; whenever the encoder is
     free it takes everything recorded so far (one ``feed``).  Measures key release (the last block
     recorded) → ``finish()`` returning the 189 rows, next to the one-shot encode of the clip."""
-    wave = test_clip(seconds)
+    wave = speech_like_clip(seconds)
     block = round(block_ms * spec.SAMPLE_RATE / 1000)
     reference = tower.clip_rows(wave)
     latencies, tails, feed_max, feeds, one_shot = [], [], [], [], []

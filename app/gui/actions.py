@@ -17,6 +17,7 @@ class WindowActions(QObject):
         super().__init__(window)
         self.open_model = self._action(QKeySequence.StandardKey.Open)
         self.choose_projector = self._action()
+        self.manage_models = self._action("Ctrl+Shift+M")
         self.attach_image = self._action("Ctrl+Shift+A")
         self.show_camera = self._action("Ctrl+Shift+K")
         self.show_camera.setCheckable(True)
@@ -53,7 +54,7 @@ class WindowActions(QObject):
 
     def _build_menus(self, window: QMainWindow) -> None:
         bar = window.menuBar()
-        file_menu = [self.open_model, self.choose_projector, self.new_chat, None]
+        file_menu = [self.open_model, self.choose_projector, self.manage_models, self.new_chat, None]
         file_menu += [self.export_markdown, self.export_json, None]
         conversation_menu = [self.send, self.stop, self.regenerate, self.edit_last, None, self.focus_composer]
         conversation_menu += [None, self.attach_image, self.show_camera]
@@ -82,6 +83,7 @@ class WindowActions(QObject):
         texts = {
             self.open_model: self.tr("&Open model…"),
             self.choose_projector: self.tr("Choose &projector (mmproj)…"),
+            self.manage_models: self.tr("&Models: download, import, build…"),
             self.attach_image: self.tr("&Attach image…"),
             self.show_camera: self.tr("Show &camera"),
             self.new_chat: self.tr("&New chat"),

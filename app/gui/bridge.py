@@ -26,8 +26,10 @@ from model_io.events import (
     Done,
     EngineError,
     EngineEvent,
+    EngineRestart,
     LoadProgress,
     LoadRequest,
+    MemoryUsage,
     ModelLoaded,
     Stats,
     TextDelta,
@@ -62,6 +64,8 @@ class EngineBridge(QObject):
     statsReady = Signal(Stats)
     finished = Signal(Done)
     failed = Signal(EngineError)
+    memoryUsage = Signal(object)  # MemoryUsage: the engine's state, not part of a request's stream
+    engineRestarted = Signal(object)  # EngineRestart: the engine process crashed, came back or gave up
     closed = Signal()
 
     _relay = Signal(object)  # emitted on the engine thread, delivered queued on the GUI thread
@@ -175,7 +179,11 @@ class EngineBridge(QObject):
             signal.emit(*args)
 
     def _dispatch(self, event: EngineEvent) -> None:
-        if event.request_id == self._load_id:
+        if isinstance(event, MemoryUsage):  # whatever caused it, it is how memory stands now
+            self.memoryUsage.emit(event)
+        elif isinstance(event, EngineRestart):  # the engine's own news, after its requests' errors
+            self.engineRestarted.emit(event)
+        elif event.request_id == self._load_id:
             self._dispatch_load(event)
         elif event.request_id == self._chat_id:
             self._dispatch_chat(event)

@@ -1,12 +1,15 @@
 """The main window: a composition root that builds the panels and controllers and wires them together.
 
-It holds no chat, model or history logic.  Its own jobs are layout, the page shown (empty state or
+It holds no chat, model or history logic.  Its own jobs are layout, the page shown (model manager or
 conversation), window state, and the non-blocking close: the first close request is ignored while
-the engine shuts down on a helper thread, and the window closes when the bridge reports ``closed``
-(or after ``CLOSE_FALLBACK_MS`` if the engine does not answer).
+the engine shuts down on a helper thread and downloads are cancelled (their partial files kept), and
+the window closes when the bridge reports ``closed`` and the last job has stopped (or after
+``CLOSE_FALLBACK_MS`` if either does not answer).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QCloseEvent
@@ -24,17 +27,17 @@ from app.gui.controllers.voice import VoiceController
 from app.gui.devices import Devices
 from app.gui.dialogs.standard import Dialogs, standard_dialogs
 from app.gui.history.store import HistoryStore
+from app.gui.model_manager.manager import ModelManager
+from app.gui.models_state import LibraryConfig
 from app.gui.settings import AppSettings, GuiSettings, Key
 from app.gui.widgets.camera_panel import CameraPanel
 from app.gui.widgets.composer import Composer
 from app.gui.widgets.conversation_view import ConversationView
-from app.gui.widgets.empty_state import EmptyState
 from app.gui.widgets.notice_bar import NoticeBar
 from app.gui.widgets.sidebar import HistorySidebar
 from app.gui.widgets.status_panel import StatusPanel
-from model_io.engine import Engine
+from model_io.engine_process import ProcessEngine
 from model_io.events import Stats
-from model_io.paths import models_dir
 
 CLOSE_FALLBACK_MS = 5000
 
@@ -49,9 +52,10 @@ class MainWindow(QMainWindow):
         settings: AppSettings,
         store: HistoryStore | None = None,
         *,
-        engine_factory: EngineFactory = Engine,
+        engine_factory: EngineFactory = ProcessEngine,  # isolated: a native crash cannot close the window
         dialogs: Dialogs | None = None,
         devices: Devices | None = None,
+        model_library: LibraryConfig | None = None,
     ):
         super().__init__()
         self.devices = devices or Devices()
@@ -61,8 +65,9 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._force_close = False
         self._closed = False
+        self._manager_requested = False
         self._build_panels()
-        self._build_controllers(dialogs or standard_dialogs(self))
+        self._build_controllers(dialogs or standard_dialogs(self), model_library)
         self.commands = WindowActions(self)
         self._layout()
         self._wire()
@@ -73,19 +78,23 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Begin loading the saved model (after show, so the window appears at once)."""
         self.model.start()
+        self._update_page()
 
     # -- construction ---------------------------------------------------------------------------------
 
     def _build_panels(self) -> None:
         self.sidebar = HistorySidebar(self)
         self.notice = NoticeBar(self)
-        self.empty_state = EmptyState(models_dir(), self)
         self.conversation_view = ConversationView(self)
         self.composer = Composer(self)
         self.status_panel = StatusPanel(self)
         self.camera_panel = CameraPanel(self)
 
-    def _build_controllers(self, dialogs: Dialogs) -> None:
+    def _build_controllers(self, dialogs: Dialogs, model_library: LibraryConfig | None) -> None:
+        self.models = ModelManager(
+            self.settings, dialogs.choose_model, dialogs.choose_folder, model_library, self
+        )
+        self.model_manager = self.models.page
         self.model = ModelController(
             self.bridge,
             self.settings,
@@ -127,7 +136,7 @@ class MainWindow(QMainWindow):
 
     def _layout(self) -> None:
         self.pages = QStackedWidget(self)
-        self.pages.addWidget(self.empty_state)
+        self.pages.addWidget(self.model_manager)
         self.pages.addWidget(self.conversation_view)
         right = QWidget(self)
         column = QVBoxLayout(right)
@@ -143,6 +152,7 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([240, 760])
         self.setCentralWidget(self.splitter)
         self.statusBar().addPermanentWidget(self.status_panel, 1)
+        self.statusBar().addPermanentWidget(self.models.indicator)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.camera_panel)
         self.camera_panel.setVisible(False)
         self.setAcceptDrops(True)
@@ -156,6 +166,7 @@ class MainWindow(QMainWindow):
         self.model.readyChanged.connect(lambda _ready: self._update_actions())
         self.model.readyChanged.connect(lambda _ready: self._update_page())
         self.model.loadingChanged.connect(lambda _loading: self._update_page())
+        self.model.openingChanged.connect(lambda _opening: self._update_page())
         self.chat.busyChanged.connect(lambda _busy: self._update_actions())
         self.chat.conversationChanged.connect(self._update_page)
         self.chat.conversationChanged.connect(self._update_actions)
@@ -164,11 +175,12 @@ class MainWindow(QMainWindow):
         self.model.mediaChanged.connect(self._show_media)
         self.settings_controller.settingsChanged.connect(self._settings_changed)
         self.voice.watch_keys(self)
-        self.empty_state.chooseModelRequested.connect(self.model.choose)
+        self._wire_model_manager()
         self.composer.editingChanged.connect(lambda _editing: self._update_actions())
         actions = self.commands
         actions.open_model.triggered.connect(self.model.choose)
         actions.choose_projector.triggered.connect(self.model.choose_projector)
+        actions.manage_models.triggered.connect(self.show_model_manager)
         actions.attach_image.triggered.connect(self.attachments.choose)
         actions.show_camera.toggled.connect(self.camera_panel.setVisible)
         self.camera_panel.visibilityChanged.connect(actions.show_camera.setChecked)
@@ -186,7 +198,39 @@ class MainWindow(QMainWindow):
         actions.attach_image.setEnabled(False)
         self._update_actions()
 
+    def _wire_model_manager(self) -> None:
+        """Arrivals go to the model controller; the manager learns which model is in use."""
+        manager = self.models
+        manager.controller.modelArrived.connect(lambda arrival: self.model.offer_model(arrival.path))
+        manager.controller.projectorArrived.connect(lambda arrival: self.model.attach_projector(arrival.path))
+        manager.useRequested.connect(self._use_model)
+        manager.openRequested.connect(self.show_model_manager)
+        manager.page.backRequested.connect(self._leave_model_manager)
+        manager.controller.allStopped.connect(self._maybe_finish_close)
+        self.model.readyChanged.connect(lambda _ready: self._tell_manager_the_model())
+        self.model.loadingChanged.connect(lambda _loading: self._tell_manager_the_model())
+        self.model.mediaChanged.connect(lambda _media: self._tell_manager_the_model())
+
     # -- behaviour that belongs to the window ---------------------------------------------------------
+
+    def show_model_manager(self) -> None:
+        self._manager_requested = True
+        self._update_page()
+        self.models.page.catalog.tree.setFocus()
+
+    def _leave_model_manager(self) -> None:
+        self._manager_requested = False
+        self._update_page()
+        if self.composer.isVisible():
+            self.composer.focus_prompt()
+
+    def _use_model(self, model: Path, projector: Path | None) -> None:
+        self.model.use(model, projector)
+        self._leave_model_manager()
+
+    def _tell_manager_the_model(self) -> None:
+        in_use = self.model.ready or self.model.loading
+        self.models.set_current_model(self.model.info if in_use else None, self.model.media.projector)
 
     def _show_stats(self, event: Stats) -> None:
         self.status_panel.show_stats(event.stats)
@@ -200,11 +244,16 @@ class MainWindow(QMainWindow):
         self.voice.set_shortcut(new.talk_shortcut)
 
     def _update_page(self) -> None:
-        """The empty state only while there is neither a model (or one loading) nor a conversation."""
-        no_model = not (self.model.ready or self.model.loading)
+        """The model manager when asked for, or while there is neither a model (or one loading) nor a
+        conversation; otherwise the conversation."""
+        no_model = not (self.model.ready or self.model.loading or self.model.opening)
         empty = no_model and not self.chat.conversation.messages
-        self.pages.setCurrentWidget(self.empty_state if empty else self.conversation_view)
-        self.composer.setVisible(not empty)
+        manager = empty or self._manager_requested
+        self.pages.setCurrentWidget(self.model_manager if manager else self.conversation_view)
+        self.composer.setVisible(not manager)
+        self.models.page.set_can_go_back(manager and not empty)
+        if manager and self.isVisible():  # not while the window is being built: start() decides
+            self.models.page_shown()
 
     def _update_actions(self) -> None:
         """Esc is only claimed while there is something to stop, so it still cancels menus and renames."""
@@ -244,7 +293,7 @@ class MainWindow(QMainWindow):
             self.splitter.restoreState(splitter)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.bridge.is_closed or self._force_close:
+        if (self.bridge.is_closed and not self.models.controller.busy) or self._force_close:
             self._finish_close()
             event.accept()
             return
@@ -257,12 +306,17 @@ class MainWindow(QMainWindow):
         self.camera.stop()
         self.setEnabled(False)
         self.statusBar().showMessage(self.tr("Closing…"))
-        self.bridge.closed.connect(self.close)
+        self.bridge.closed.connect(self._maybe_finish_close)
         QTimer.singleShot(self.close_fallback_ms, self._force)
+        self.models.controller.shutdown()  # cancels downloads; their partial files stay for a resume
         self.bridge.shutdown()
 
+    def _maybe_finish_close(self) -> None:
+        if self._closing and self.bridge.is_closed and not self.models.controller.busy:
+            self.close()
+
     def _force(self) -> None:
-        if not self.bridge.is_closed and not self.isHidden():
+        if not self.isHidden():  # the engine or a job did not stop in time
             self._force_close = True
             self.close()
 

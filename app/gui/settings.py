@@ -44,6 +44,7 @@ class Key(StrEnum):
     MICROPHONE = "media/microphone"
     TALK_SHORTCUT = "media/talk_shortcut"
     CAMERA = "media/camera"
+    HF_TOKEN = "model/hf_token"
     WINDOW_GEOMETRY = "ui/window_geometry"
     SPLITTER_STATE = "ui/splitter_state"
 
@@ -76,6 +77,7 @@ class GuiSettings:
     microphone: str = ""  # device name; "" = the system default
     talk_shortcut: str = DEFAULT_TALK_SHORTCUT
     camera: str = ""  # camera index or video path; "" = the first camera
+    hf_token: str = dataclasses.field(default="", repr=False)  # Hugging Face token for gated repos
 
     def load_settings(self) -> LoadSettings:
         threads = self.threads or gui_default_threads()
@@ -122,6 +124,7 @@ _FIELD_KEYS: dict[str, Key] = {
     "microphone": Key.MICROPHONE,
     "talk_shortcut": Key.TALK_SHORTCUT,
     "camera": Key.CAMERA,
+    "hf_token": Key.HF_TOKEN,
 }
 
 

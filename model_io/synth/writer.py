@@ -8,9 +8,12 @@ build never leaves something that looks like a finished model.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import math
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import numpy as np
 from gguf import GGUFWriter
 
 from model_io.chat_templates import GEMMA3N_CHAT_TEMPLATE
+from model_io.errors import DiskFullError
 from model_io.paths import cache_dir
 from model_io.synth.gemma3n_text import (
     N_ALTUP,
@@ -36,6 +40,7 @@ from model_io.synth.vocab import Vocab, load_gemma3n_vocab, vocab_digest
 ARCH = "gemma3n"
 WRITER_VERSION = 1
 Progress = Callable[[int, int], None]
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def write_text_model(
@@ -66,7 +71,10 @@ def write_random_gguf(
     seed: int,
     progress: Progress | None = None,
 ) -> Path:
-    """Stream a GGUF whose tensors are random per ``plan``; written under a temporary name, then renamed."""
+    """Stream a GGUF whose tensors are random per ``plan``; written under a temporary name, then renamed.
+
+    A disk that is too small, or fills up meanwhile, gives ``DiskFullError`` and leaves no file behind.
+    """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial")
     writer = GGUFWriter(None, arch)
@@ -79,6 +87,12 @@ def write_random_gguf(
             tensor_nbytes(tensor.qtype, math.prod(tensor.shape)),
             raw_dtype=tensor.qtype,
         )
+    needed = sum(tensor_nbytes(t.qtype, math.prod(t.shape)) for t in plan)
+    free = shutil.disk_usage(out_path.parent).free
+    if needed > free:
+        raise DiskFullError(
+            f"not enough free disk space for {out_path}: it needs {needed:,} bytes, {free:,} are free"
+        )
     try:
         writer.write_header_to_file(partial)
         writer.write_kv_data_to_file()
@@ -86,9 +100,15 @@ def write_random_gguf(
         _write_tensor_data(writer, plan, seed, progress)
         writer.close()
         os.replace(partial, out_path)
-    except BaseException:
-        writer.close()
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+            writer.close()
         partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            raise DiskFullError(
+                f"the disk filled up while writing {out_path} ({needed:,} bytes of tensors); "
+                "nothing was kept, free some space and try again"
+            ) from exc
         raise
     return out_path
 

@@ -18,6 +18,7 @@ from app.gui.settings import GuiSettings
 from app.gui.widgets.composer import Composer, Mode, Submission
 from app.gui.widgets.conversation_view import ConversationView
 from app.gui.widgets.notice_bar import NoticeBar
+from model_io.errors import GemmaDeskError
 from model_io.events import Done, EngineError, TextDelta
 from model_io.media import MediaInput
 from model_io.prompt import ChatMessage, ContentPart
@@ -48,6 +49,7 @@ class ChatController(QObject):
         self.conversation = Conversation()
         self._request_id: int | None = None
         self._edit_index: int | None = None
+        self._unsaved_from: int | None = None  # first turn a failed save (full disk) left out of history
         self.model_ready = False
         bridge.textDelta.connect(self._on_delta)
         bridge.finished.connect(self._on_done)
@@ -137,6 +139,7 @@ class ChatController(QObject):
             self.stop()
         self._cancel_edit_state()
         self.conversation = conversation
+        self._unsaved_from = None
         self._view.set_messages(conversation.messages)
         self._bridge.new_conversation()
         self._refresh_actions()
@@ -191,19 +194,35 @@ class ChatController(QObject):
             self._save(len(self.conversation.messages) - 1)
 
     def _save(self, index: int) -> None:
-        """Write turn ``index`` (and drop any stored turns after it); the first save creates the row."""
+        """Write turn ``index`` (and drop any stored turns after it); the first save creates the row.
+
+        A failed write (e.g. a full disk) is shown, not raised: the turn stays on screen, and the next
+        save writes it too, so history never keeps an answer without its question.
+        """
         conversation = self.conversation
-        if conversation.conversation_id is None:
-            conversation.title = conversation.suggested_title()
-            conversation.conversation_id = self._store.create_conversation(conversation.title)
-        self._store.replace_messages(conversation.conversation_id, index, [conversation.messages[index]])
+        start = index if self._unsaved_from is None else min(self._unsaved_from, index)
+        try:
+            if conversation.conversation_id is None:
+                conversation.title = conversation.suggested_title()
+                conversation.conversation_id = self._store.create_conversation(conversation.title)
+            self._store.replace_messages(
+                conversation.conversation_id, start, conversation.messages[start : index + 1]
+            )
+        except GemmaDeskError as exc:
+            self._unsaved_from = start
+            self._notice.show_message(str(exc))
+            return
+        self._unsaved_from = None
         self.conversationSaved.emit(conversation.conversation_id)
 
     def _truncate(self, length: int) -> None:
         self.conversation.truncate(length)
         self._view.remove_from(length)
         if self.conversation.conversation_id is not None:
-            self._store.truncate(self.conversation.conversation_id, length)
+            try:
+                self._store.truncate(self.conversation.conversation_id, length)
+            except GemmaDeskError as exc:
+                self._notice.show_message(str(exc))
 
     def _drop_failed_tail(self) -> None:
         """Failed answers are shown but never saved or sent; remove them before the next turn."""

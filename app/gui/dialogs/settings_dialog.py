@@ -7,8 +7,9 @@ model reload or a language switch.
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import Future
 
-from PySide6.QtCore import QEvent
+from PySide6.QtCore import QEvent, QTimer
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.i18n import language_names
 from app.gui.settings import UI_LANGUAGES, GuiSettings, gui_default_threads
+from model_io.backends import BackendReport, detect_in_background
 from model_io.settings import MAX_CONTEXT, MIN_CONTEXT
 
 
@@ -37,10 +39,18 @@ class SettingsDialog(QDialog):
     """Model, sampling and interface settings in three groups."""
 
     def __init__(
-        self, settings: GuiSettings, parent: QWidget | None = None, microphones: list[str] | None = None
+        self,
+        settings: GuiSettings,
+        parent: QWidget | None = None,
+        microphones: list[str] | None = None,
+        backends: BackendReport | Future[BackendReport] | None = None,
     ):
         super().__init__(parent)
         self._initial = settings
+        # What llama.cpp can run on, detected off the GUI thread; GPU layers are offered only with a GPU.
+        self.compute = QLabel(self)
+        self._backends = backends if backends is not None else detect_in_background()
+        self._backends_poll = QTimer(self)
         self.model_path = QLineEdit(settings.model_path, self)
         self.browse_button = QPushButton(self)
         self.mmproj_path = QLineEdit(settings.mmproj_path, self)
@@ -63,7 +73,26 @@ class SettingsDialog(QDialog):
         self._labels: dict[str, QLabel] = {}
         self._groups: dict[str, QGroupBox] = {}
         self._build()
+        self._backends_poll.setInterval(50)
+        self._backends_poll.timeout.connect(self._show_backends)
         self._retranslate()
+        if isinstance(self._backends, Future):
+            self._backends_poll.start()
+
+    def _show_backends(self) -> None:
+        """Show the detected devices and hide GPU layers unless a device can hold layers."""
+        if isinstance(self._backends, Future) and self._backends.done():
+            self._backends_poll.stop()
+            try:
+                self._backends = self._backends.result()
+            except Exception as exc:  # detection is advisory: say why and offer CPU settings only
+                self.compute.setText(self.tr("unknown (%1)").replace("%1", str(exc)))
+        report = self._backends if isinstance(self._backends, BackendReport) else None
+        self._model_form.setRowVisible(self.gpu_layers, bool(report and report.gpu_devices))
+        if report is not None:
+            self.compute.setText(report.summary())
+        elif not isinstance(self._backends, Future) or not self._backends.done():
+            self.compute.setText(self.tr("detecting…"))
 
     def _spin(self, low: int, high: int, value: int, step: int = 1) -> QSpinBox:
         spin = QSpinBox(self)
@@ -91,7 +120,9 @@ class SettingsDialog(QDialog):
         path_widget.setLayout(path_row)
         path_row.setContentsMargins(0, 0, 0, 0)
         model = self._group("model", [("path", path_widget), ("threads", self.threads)])
-        self._add_rows(model, [("context", self.context), ("gpu", self.gpu_layers)])
+        self._add_rows(model, [("context", self.context), ("compute", self.compute)])
+        self._add_rows(model, [("gpu", self.gpu_layers)])
+        self._model_form = model
         sampling = self._group("sampling", [("temperature", self.temperature), ("top_k", self.top_k)])
         self._add_rows(sampling, [("top_p", self.top_p), ("seed", self.seed), ("max", self.max_tokens)])
         self._add_rows(model, [("mmproj", self.mmproj_path)])
@@ -163,6 +194,7 @@ class SettingsDialog(QDialog):
             "threads": self.tr("&Threads:"),
             "context": self.tr("&Context (tokens):"),
             "gpu": self.tr("&GPU layers:"),
+            "compute": self.tr("Runs on:"),
             "temperature": self.tr("T&emperature:"),
             "top_k": self.tr("Top-&k:"),
             "top_p": self.tr("Top-&p:"),
@@ -192,6 +224,7 @@ class SettingsDialog(QDialog):
         self.mmproj_path.setPlaceholderText(self.tr("automatic: the only *mmproj*.gguf beside the model"))
         self._fill_languages()
         self._fill_microphones()
+        self._show_backends()
 
     def _fill_microphones(self) -> None:
         current = self.microphone.currentData() if self.microphone.count() else self._initial.microphone

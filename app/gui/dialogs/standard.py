@@ -36,6 +36,7 @@ class Dialogs:
     edit_settings: SettingsEditor
     choose_projector: FileChooser = _no_file
     choose_images: ImageChooser = _no_files
+    choose_folder: FileChooser = _no_file
 
 
 class StandardDialogs(QObject):
@@ -62,6 +63,10 @@ class StandardDialogs(QObject):
             str(models_dir()) if models_dir().is_dir() else "",
             self.tr("Projectors (*mmproj*.gguf);;GGUF files (*.gguf);;All files (*)"),
         )
+        return Path(path) if path else None
+
+    def choose_folder(self) -> Path | None:
+        path = QFileDialog.getExistingDirectory(self._window, self.tr("Add a folder to search for models"))
         return Path(path) if path else None
 
     def choose_images(self) -> list[Path]:
@@ -103,4 +108,5 @@ def standard_dialogs(window: QWidget) -> Dialogs:
         dialogs.edit_settings,
         dialogs.choose_projector,
         dialogs.choose_images,
+        dialogs.choose_folder,
     )

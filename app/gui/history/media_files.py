@@ -16,16 +16,39 @@ from model_io.media import MediaInput, MediaKind
 
 
 def write_media(folder: Path, media: MediaInput) -> Path:
-    """Store ``media`` under its digest (atomically; an existing file is kept) and return the path."""
+    """Store ``media`` under its digest (atomically; an existing file is kept) and return the path.
+
+    The bytes and the new name are synced before the caller commits the row that points at them, so
+    a saved turn never refers to a file lost in a power cut; a failed write (disk full) leaves nothing.
+    """
     target = folder / f"{media.digest}.npy"
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    with partial.open("wb") as handle:
-        np.save(handle, np.ascontiguousarray(media.payload), allow_pickle=False)
-    os.replace(partial, target)
+    try:
+        with partial.open("wb") as handle:
+            np.save(handle, np.ascontiguousarray(media.payload), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _sync_folder(folder)
     return target
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX; Windows has no folder fsync and NTFS journals renames)."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_media(path: str, kind: MediaKind, label: str, digest: str) -> MediaInput | None:

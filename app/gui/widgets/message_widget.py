@@ -163,7 +163,8 @@ class MessageWidget(QFrame):
         self.copy_button.setToolTip(self.tr("Copy this message as Markdown"))
         self.edit_button.setText(self.tr("Edit"))
         self.edit_button.setToolTip(self.tr("Edit this message and send it again"))
-        self.regenerate_button.setText(self.tr("Regenerate"))
+        failed = self.message.state == "error"  # after a failure the same action reads as Retry
+        self.regenerate_button.setText(self.tr("Retry") if failed else self.tr("Regenerate"))
         self.regenerate_button.setToolTip(self.tr("Answer the last message again"))
         self.setAccessibleName(self.tr("Your message") if user else self.tr("Gemma's answer"))
         self.body.setAccessibleName(self.tr("Message text"))

@@ -1,11 +1,15 @@
-"""The status bar's permanent part: load progress, model, backend, context, last answer's speed and RAM."""
+"""The status bar's permanent part: load progress, model, backend, context, RAM per part, last answer's stats.
+
+RAM per part comes from the engine's :class:`~model_io.events.MemoryUsage` event (text weights, KV
+cache, vision and audio towers), which it sends after loads and whenever a tower loads or is released.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from model_io.events import ModelInfoSummary, ResponseStats
+from model_io.events import MemoryUsage, ModelInfoSummary, ResponseStats
 
 
 def human_bytes(n: int) -> str:
@@ -13,6 +17,13 @@ def human_bytes(n: int) -> str:
         if n >= divisor:
             return f"{n / divisor:.1f} {suffix}"
     return f"{n} B"
+
+
+def compact_bytes(n: int) -> str:
+    """Status-bar width: "1.2 GiB", "96 MiB", "<1 MiB"."""
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.1f} GiB"
+    return f"{round(n / (1 << 20))} MiB" if n >= 1 << 19 else "<1 MiB"
 
 
 class StatusPanel(QWidget):
@@ -29,6 +40,7 @@ class StatusPanel(QWidget):
         self.media_label = QLabel(self)
         self.context_label = QLabel(self)
         self.stats_label = QLabel(self)
+        self.parts_label = QLabel(self)
         self.memory_label = QLabel(self)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -38,6 +50,7 @@ class StatusPanel(QWidget):
             self.backend_label,
             self.media_label,
             self.context_label,
+            self.parts_label,
             self.stats_label,
             self.memory_label,
         ):
@@ -45,6 +58,7 @@ class StatusPanel(QWidget):
         self._loading_name: str | None = None
         self._model: tuple[str, ModelInfoSummary] | None = None
         self._stats: ResponseStats | None = None
+        self._memory: MemoryUsage | None = None
         self._retranslate()
 
     def show_loading(self, name: str) -> None:
@@ -67,11 +81,16 @@ class StatusPanel(QWidget):
         self._loading_name = None
         self._model = None
         self._stats = None
+        self._memory = None
         self.progress.setVisible(False)
         self._retranslate()
 
     def show_stats(self, stats: ResponseStats) -> None:
         self._stats = stats
+        self._retranslate()
+
+    def show_memory(self, usage: MemoryUsage) -> None:
+        self._memory = usage
         self._retranslate()
 
     def changeEvent(self, event: QEvent) -> None:
@@ -92,12 +111,16 @@ class StatusPanel(QWidget):
             else self.tr("No projector loaded")
         )
         self.context_label.setText(self._context_text())
+        self.parts_label.setText(self._parts_text())
+        self.parts_label.setToolTip(self._parts_tooltip())
         self.stats_label.setText(self._stats_text())
+        self.stats_label.setToolTip(self._stats_tooltip())
         self.memory_label.setText(self._memory_text())
         for label in (
             self.backend_label,
             self.media_label,
             self.context_label,
+            self.parts_label,
             self.stats_label,
             self.memory_label,
         ):
@@ -105,6 +128,7 @@ class StatusPanel(QWidget):
         self.model_label.setAccessibleName(self.tr("Model"))
         self.stats_label.setAccessibleName(self.tr("Last answer statistics"))
         self.memory_label.setAccessibleName(self.tr("Memory use"))
+        self.parts_label.setAccessibleName(self.tr("Memory held by each part of the model"))
 
     def _model_text(self) -> str:
         if self._loading_name is not None:
@@ -139,10 +163,9 @@ class StatusPanel(QWidget):
         if stats is None:
             return ""
         text = (
-            self.tr("first token %1 ms · %2 tok/s · %3 prompt tokens prefilled")
+            self.tr("first token %1 ms · %2 tok/s")
             .replace("%1", f"{stats.time_to_first_token_ms:.0f}")
             .replace("%2", f"{stats.decode_tokens_per_s:.1f}")
-            .replace("%3", str(stats.prompt_tokens_prefilled))
         )
         if stats.image_encode_ms > 0:
             text += " · " + self.tr("image encode %1 ms").replace("%1", f"{stats.image_encode_ms:.0f}")
@@ -150,7 +173,66 @@ class StatusPanel(QWidget):
             text += " · " + self.tr("audio encode %1 ms").replace("%1", f"{stats.audio_encode_ms:.0f}")
         return text
 
-    def _memory_text(self) -> str:
-        if self._stats is None or self._stats.peak_rss_bytes is None:
+    def _stats_tooltip(self) -> str:
+        stats = self._stats
+        if stats is None:
             return ""
+        return (
+            self.tr("%1 of %2 prompt tokens prefilled; the rest came from the KV cache")
+            .replace("%1", str(stats.prompt_tokens_prefilled))
+            .replace("%2", str(stats.prompt_tokens))
+        )
+
+    def _memory_text(self) -> str:
+        if self._stats is None or self._stats.peak_rss_bytes is None or self._parts_text():
+            return ""  # with RAM per part shown, the peak is in its tooltip
         return self.tr("peak RAM %1").replace("%1", human_bytes(self._stats.peak_rss_bytes))
+
+    def _part_name(self, part: str) -> str:
+        names = {
+            "text": self.tr("text"),
+            "per-layer embeddings": self.tr("PLE"),
+            "kv cache": self.tr("KV"),
+            "compute": self.tr("compute"),
+            "vision": self.tr("vision"),
+            "audio": self.tr("audio"),
+        }
+        return names.get(part, part)
+
+    def _part_description(self, part: str) -> str:
+        descriptions = {
+            "text": self.tr("Text model weights"),
+            "per-layer embeddings": self.tr("Per-layer embeddings (PLE) in RAM"),
+            "kv cache": self.tr("KV cache (the conversation's context)"),
+            "compute": self.tr("Compute buffers"),
+            "vision": self.tr("Vision tower"),
+            "audio": self.tr("Audio tower"),
+        }
+        return descriptions.get(part, part)
+
+    def _parts_text(self) -> str:
+        usage = self._memory
+        if usage is None or (self._model is None and self._loading_name is None):
+            return ""
+        parts = " · ".join(
+            f"{self._part_name(name)} {compact_bytes(size)}" for name, size in usage.parts if size
+        )
+        return self.tr("RAM: %1").replace("%1", parts) if parts else ""
+
+    def _parts_tooltip(self) -> str:
+        usage = self._memory
+        if usage is None:
+            return ""
+        lines = [f"{self._part_description(name)}: {human_bytes(size)}" for name, size in usage.parts]
+        lines.append(self.tr("Whole process: %1").replace("%1", human_bytes(usage.process_rss_bytes)))
+        if self._stats is not None and self._stats.peak_rss_bytes is not None:
+            peak = human_bytes(self._stats.peak_rss_bytes)
+            lines.append(self.tr("Peak during the last answer: %1").replace("%1", peak))
+        if usage.mapped_bytes:
+            lines.append(
+                self.tr("Mapped from the model file, loaded only as needed: %1").replace(
+                    "%1", human_bytes(usage.mapped_bytes)
+                )
+            )
+        lines.append(self.tr("Image and speech towers load on first use and are released when idle."))
+        return "\n".join(lines)
