@@ -286,29 +286,6 @@
     </message>
 </context>
 <context>
-    <name>EmptyState</name>
-    <message>
-        <source>No model loaded</source>
-        <translation>Ningún modelo cargado</translation>
-    </message>
-    <message>
-        <source>Gemma Desk runs Google&apos;s Gemma 3n entirely on this computer, so it needs the model file: a GGUF such as gemma-3n-E2B-it-Q4_K_M.gguf (about 3 GB) or the larger E4B. Download one on any computer, then choose it here. A file placed in %1 is found automatically when it is the only one there. A built-in downloader will come in a later version.</source>
-        <translation>Gemma Desk ejecuta Gemma 3n de Google por completo en este ordenador, así que necesita el archivo del modelo: un GGUF como gemma-3n-E2B-it-Q4_K_M.gguf (unos 3 GB) o el E4B, más grande. Descárgalo en cualquier ordenador y elígelo aquí. Un archivo colocado en %1 se encuentra automáticamente si es el único. Una versión posterior incluirá un gestor de descargas.</translation>
-    </message>
-    <message>
-        <source>Choose model file…</source>
-        <translation>Elegir archivo del modelo…</translation>
-    </message>
-    <message>
-        <source>Choose model file</source>
-        <translation>Elegir archivo del modelo</translation>
-    </message>
-    <message>
-        <source>Open a Gemma 3n GGUF file (Ctrl+O)</source>
-        <translation>Abrir un archivo GGUF de Gemma 3n (Ctrl+O)</translation>
-    </message>
-</context>
-<context>
     <name>HistoryController</name>
     <message>
         <source>That conversation no longer exists.</source>
