@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from app.cli_output import EXIT_OK, ProgressBar
 from model_io.errors import GemmaDeskError, InputError
@@ -28,6 +28,18 @@ if TYPE_CHECKING:
     from model_io.model_info import ModelInfo
 
 _ERROR_KINDS = {2: "input", 3: "model", 130: "cancelled"}
+
+
+class _RatedProgress(Protocol):
+    """A progress dataclass that knows its transfer rate."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def bytes_per_s(self) -> float: ...
+
+
+_Progress = TypeVar("_Progress", bound=_RatedProgress)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -71,7 +83,7 @@ def run_download(args: argparse.Namespace) -> int:
 
     try:
         source = parse_source(args.name, revision=args.revision)
-        report = _Printer(source.local_name, args.json)
+        report = _DownloadPrinter(source.local_name, args.json)
         try:
             result = download_model(source, dest_dir=args.dest, token=args.token, progress=report)
         except KeyboardInterrupt:
@@ -89,8 +101,9 @@ def run_download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _Printer:
-    """Download progress: a bar with rate and ETA on a terminal, JSON lines with --json, else nothing."""
+class _Printer(Generic[_Progress]):
+    """Progress on stderr: a bar redrawn at most 5 times a second on a terminal, JSON lines with
+    --json (stdout), else nothing.  Subclasses say when a report is the last and what the bar says."""
 
     width = 30
 
@@ -101,33 +114,45 @@ class _Printer:
         self.drawn = False
         self.last = 0.0
 
-    def __call__(self, progress: DownloadProgress) -> None:
+    def __call__(self, progress: _Progress) -> None:
         now = time.monotonic()
-        final = progress.done >= progress.total
-        if now - self.last < 0.2 and not final:
+        if now - self.last < 0.2 and not self._final(progress):
             return
         self.last = now
         if self.as_json:
             payload = {"event": "progress", **asdict(progress), "bytes_per_s": round(progress.bytes_per_s)}
             print(json.dumps(payload), flush=True)
         elif self.draw:
-            self._draw(progress)
+            self.stream.write(f"\r{self._line(progress)}\x1b[K")
+            self.stream.flush()
+            self.drawn = True
 
-    def _draw(self, progress: DownloadProgress) -> None:
+    def _final(self, progress: _Progress) -> bool:
+        raise NotImplementedError
+
+    def _line(self, progress: _Progress) -> str:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class _DownloadPrinter(_Printer["DownloadProgress"]):
+    """Download progress: bar, bytes, rate and ETA."""
+
+    def _final(self, progress: DownloadProgress) -> bool:
+        return progress.done >= progress.total
+
+    def _line(self, progress: DownloadProgress) -> str:
         percent = int(progress.fraction * 100)
         filled = self.width * percent // 100
         bar = "#" * filled + "-" * (self.width - filled)
         verb = "checking" if progress.phase == "checking" else "downloading"
         eta = "" if progress.eta_s is None else f" ETA {_duration(progress.eta_s)}"
         text = f"{verb} {self.name} [{bar}] {percent:3d}% {_human(progress.done)}/{_human(progress.total)}"
-        self.stream.write(f"\r{text} {_human(int(progress.bytes_per_s))}/s{eta}\x1b[K")
-        self.stream.flush()
-        self.drawn = True
-
-    def finish(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        return f"{text} {_human(int(progress.bytes_per_s))}/s{eta}"
 
 
 def _print_result(result: DownloadResult, info: ModelInfo, as_json: bool) -> None:
@@ -287,7 +312,7 @@ def _token_from(args: argparse.Namespace) -> str | None:
     return value
 
 
-class _BuildPrinter(_Printer):
+class _BuildPrinter(_Printer["BuildProgress"]):
     """Build progress: stage, bar, bytes, rate and ETA on a terminal; JSON lines with --json."""
 
     _VERBS: ClassVar[dict[str, str]] = {
@@ -297,33 +322,20 @@ class _BuildPrinter(_Printer):
         "verify": "verifying",
     }
 
-    def __call__(self, progress: BuildProgress) -> None:  # type: ignore[override]
-        now = time.monotonic()
-        final = progress.total_bytes > 0 and progress.done_bytes >= progress.total_bytes
-        if now - self.last < 0.2 and not final:
-            return
-        self.last = now
-        if self.as_json:
-            payload = {"event": "progress", **asdict(progress), "bytes_per_s": round(progress.bytes_per_s)}
-            print(json.dumps(payload), flush=True)
-        elif self.draw:
-            self._draw_build(progress)
+    def _final(self, progress: BuildProgress) -> bool:
+        return progress.total_bytes > 0 and progress.done_bytes >= progress.total_bytes
 
-    def _draw_build(self, progress: BuildProgress) -> None:
+    def _line(self, progress: BuildProgress) -> str:
         verb = self._VERBS.get(progress.stage, progress.stage)
         if not progress.total_bytes:
-            text = f"{verb} {self.name}: checkpoint layout, {_human(progress.done_bytes)}"
-        else:
-            percent = int(progress.done_bytes * 100 / progress.total_bytes)
-            bar = "#" * (self.width * percent // 100)
-            eta = "" if progress.eta_s is None else f" ETA {_duration(progress.eta_s)}"
-            text = (
-                f"{verb} {self.name} [{bar:-<{self.width}}] {percent:3d}% {_human(progress.done_bytes)}/"
-                f"{_human(progress.total_bytes)} {_human(int(progress.bytes_per_s))}/s{eta}"
-            )
-        self.stream.write(f"\r{text}\x1b[K")
-        self.stream.flush()
-        self.drawn = True
+            return f"{verb} {self.name}: checkpoint layout, {_human(progress.done_bytes)}"
+        percent = int(progress.done_bytes * 100 / progress.total_bytes)
+        bar = "#" * (self.width * percent // 100)
+        eta = "" if progress.eta_s is None else f" ETA {_duration(progress.eta_s)}"
+        return (
+            f"{verb} {self.name} [{bar:-<{self.width}}] {percent:3d}% {_human(progress.done_bytes)}/"
+            f"{_human(progress.total_bytes)} {_human(int(progress.bytes_per_s))}/s{eta}"
+        )
 
 
 def _print_build(result: BuildResult, as_json: bool) -> None:

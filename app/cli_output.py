@@ -107,7 +107,7 @@ def describe_memory(event: MemoryUsage) -> str:
 
 
 def _mib(n: int) -> str:
-    return f"{n / (1 << 20):,.0f} MiB"
+    return "<1 MiB" if 0 < n < 1 << 19 else f"{n / (1 << 20):,.0f} MiB"
 
 
 def is_terminal(event: EngineEvent) -> bool:

@@ -1,45 +1,30 @@
 """What the installed llama.cpp build can run on: its backends, devices and their memory.
 
-llama-cpp-python binds ``llama.h`` but not ggml's device registry, so the few ``ggml-backend.h``
-functions needed here are declared over ctypes on the same ``libggml`` llama_cpp loaded.
-
-This module also loads backends built as loadable modules (``GGML_BACKEND_DL``: the portable
-wheels from packaging/build-llama-wheel.sh carry one CPU module per instruction-set level and
-optionally ``libggml-vulkan``). ggml searches for modules only beside the executable and in the
-current folder, never in ``llama_cpp/lib`` where the wheel puts them, so without this a portable
-build would find no backend at all.
+:func:`detect_backends` asks llama.cpp in this process (through :mod:`model_io.ggml_registry`);
+:func:`probe_backends` asks it in a child process, for the GUI, which keeps llama.cpp and GPU drivers
+out of its own process (a driver that crashes while starting must not close the window). This module
+itself imports neither llama_cpp nor Qt.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
+import os
+import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-import llama_cpp as ll
-from llama_cpp._ggml import libggml
 
 from model_io.errors import EngineFailure
 from model_io.settings import Backend
 
 _GIB = 1024**3
-
-
-class _DevType(IntEnum):
-    """``enum ggml_backend_dev_type``."""
-
-    CPU = 0
-    GPU = 1
-    IGPU = 2
-    ACCEL = 3
-    META = 4
+PROBE_TIMEOUT_S = 60.0
 
 
 class DeviceKind(StrEnum):
@@ -50,41 +35,8 @@ class DeviceKind(StrEnum):
     META = "meta"
 
 
-_KIND_OF = {t.value: DeviceKind[t.name] for t in _DevType}
 # Registry names of the GPU backends (ggml-metal registers as "MTL").
 _GPU_BACKENDS = {"Vulkan": Backend.VULKAN, "MTL": Backend.METAL, "Metal": Backend.METAL}
-
-
-class _Feature(ctypes.Structure):
-    _fields_ = (("name", ctypes.c_char_p), ("value", ctypes.c_char_p))
-
-
-def _declare(name: str, restype: Any, *argtypes: Any) -> Any:
-    try:
-        function = getattr(libggml, name)
-    except AttributeError as exc:
-        raise EngineFailure(f"this llama.cpp build lacks {name}; reinstall llama-cpp-python 0.3.36") from exc
-    function.restype, function.argtypes = restype, list(argtypes)
-    return function
-
-
-_p = ctypes.c_void_p
-_reg_count = _declare("ggml_backend_reg_count", ctypes.c_size_t)
-_reg_get = _declare("ggml_backend_reg_get", _p, ctypes.c_size_t)
-_reg_name = _declare("ggml_backend_reg_name", ctypes.c_char_p, _p)
-_reg_proc = _declare("ggml_backend_reg_get_proc_address", _p, _p, ctypes.c_char_p)
-_reg_by_name = _declare("ggml_backend_reg_by_name", _p, ctypes.c_char_p)
-_dev_count = _declare("ggml_backend_dev_count", ctypes.c_size_t)
-_dev_get = _declare("ggml_backend_dev_get", _p, ctypes.c_size_t)
-_dev_name = _declare("ggml_backend_dev_name", ctypes.c_char_p, _p)
-_dev_description = _declare("ggml_backend_dev_description", ctypes.c_char_p, _p)
-_dev_memory = _declare(
-    "ggml_backend_dev_memory", None, _p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)
-)
-_dev_type = _declare("ggml_backend_dev_type", ctypes.c_int, _p)
-_dev_backend_reg = _declare("ggml_backend_dev_backend_reg", _p, _p)
-_load_all_from_path = _declare("ggml_backend_load_all_from_path", None, ctypes.c_char_p)
-_get_features_t = ctypes.CFUNCTYPE(ctypes.POINTER(_Feature), _p)
 
 
 @dataclass(frozen=True)
@@ -164,64 +116,88 @@ class BackendReport:
             "cpu_variant": self.cpu_variant,
             "cpu_features": list(self.cpu_features),
             "offered_backends": [b.value for b in self.offered_backends()],
-            "devices": [
-                {
-                    "name": d.name,
-                    "description": d.description,
-                    "kind": d.kind.value,
-                    "backend": d.backend,
-                    "memory_free": d.memory_free,
-                    "memory_total": d.memory_total,
-                }
-                for d in self.devices
-            ],
+            "devices": [{**asdict(d), "kind": d.kind.value} for d in self.devices],
         }
 
-
-def library_dir() -> Path:
-    """``llama_cpp/lib``: where the wheel keeps libllama, libggml and any backend modules."""
-    return Path(ll.__file__).resolve().parent / "lib"
-
-
-_load_lock = threading.Lock()
-
-
-def load_backend_modules() -> bool:
-    """Register backend modules from ``llama_cpp/lib`` if none is registered yet; True if it loaded any.
-
-    A build with backends linked in has them registered already, so this does nothing there. Must
-    run before ``llama_backend_init``, which otherwise searches only the executable's folder.
-    """
-    with _load_lock:
-        if _reg_count() > 0:
-            return False
-        _load_all_from_path(str(library_dir()).encode())
-        return _reg_count() > 0
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackendReport:
+        """The inverse of :meth:`to_dict` (derived keys are ignored)."""
+        devices = tuple(
+            ComputeDevice(**{**device, "kind": DeviceKind(device["kind"])}) for device in data["devices"]
+        )
+        return cls(
+            llama_cpp_version=data["llama_cpp_version"],
+            backends=tuple(data["backends"]),
+            devices=devices,
+            gpu_offload=bool(data["gpu_offload"]),
+            cpu_module=data["cpu_module"],
+            cpu_features=tuple(data["cpu_features"]),
+        )
 
 
 def detect_backends() -> BackendReport:
-    """Initialise llama.cpp if needed and report its backends and devices (fast once initialised)."""
-    from model_io.native import ensure_backend  # native loads modules through this module first
+    """Initialise llama.cpp in this process if needed and report its backends and devices."""
+    from model_io import ggml_registry
+    from model_io.native import ensure_backend  # loads backend modules, then llama_backend_init
 
     ensure_backend()
-    registries = [_reg_get(i) for i in range(_reg_count())]
+    import llama_cpp as ll
+
     return BackendReport(
         llama_cpp_version=_distribution_version(),
-        backends=tuple(_text(_reg_name(r)) for r in registries),
-        devices=tuple(_device(_dev_get(i)) for i in range(_dev_count())),
+        backends=ggml_registry.registered_backends(),
+        devices=ggml_registry.devices(),
         gpu_offload=bool(ll.llama_supports_gpu_offload()),
-        cpu_module=_loaded_cpu_module(),
-        cpu_features=tuple(_cpu_features()),
+        cpu_module=ggml_registry.loaded_cpu_module(),
+        cpu_features=tuple(ggml_registry.cpu_features()),
     )
 
 
+def probe_command() -> list[str]:
+    """How to run detection in a child: ``python -m model_io.backends`` from an interpreter, else the
+    app's own executable (a Briefcase stub always runs the app's CLI) as ``gemma-desk backends --json``.
+    """
+    executable = sys.executable
+    if Path(executable).name.lower().startswith("python") and not getattr(sys, "frozen", False):
+        return [executable, "-m", "model_io.backends"]
+    return [executable, "backends", "--json"]
+
+
+def probe_backends(command: list[str] | None = None, timeout: float = PROBE_TIMEOUT_S) -> BackendReport:
+    """:func:`detect_backends` in a child process, so a crashing GPU driver only ends the child."""
+    env = {k: v for k, v in os.environ.items() if k != "GEMMA_DESK_ENGINE_WORKER"}
+    try:
+        result = subprocess.run(
+            command or probe_command(), capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise EngineFailure(f"llama.cpp's backend detection did not finish within {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise EngineFailure(f"could not start llama.cpp's backend detection: {exc}") from exc
+    if result.returncode != 0 or "{" not in result.stdout:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        detail = lines[-1] if lines else f"exit code {result.returncode}"
+        raise EngineFailure(f"llama.cpp's backend detection failed: {detail}")
+    # A launcher may print before Python starts (Briefcase's debug stub): the JSON object comes last.
+    return BackendReport.from_dict(json.loads(result.stdout[result.stdout.index("{") :]))
+
+
+_probe_lock = threading.Lock()
+_probe: Future[BackendReport] | None = None
+
+
 def detect_in_background() -> Future[BackendReport]:
-    """Run :func:`detect_backends` on a daemon thread, so a GUI never waits for driver start-up."""
-    future: Future[BackendReport] = Future()
+    """:func:`probe_backends` on a daemon thread, once per process (a failed probe is retried)."""
+    global _probe
+    with _probe_lock:
+        if _probe is not None and not (_probe.done() and _probe.exception() is not None):
+            return _probe
+        future: Future[BackendReport] = Future()
+        _probe = future
 
     def run() -> None:
         try:
-            future.set_result(detect_backends())
+            future.set_result(probe_backends())
         except Exception as exc:  # delivered to the caller through the future
             future.set_exception(exc)
 
@@ -229,51 +205,14 @@ def detect_in_background() -> Future[BackendReport]:
     return future
 
 
-def _device(handle: int) -> ComputeDevice:
-    free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-    _dev_memory(handle, ctypes.byref(free), ctypes.byref(total))
-    return ComputeDevice(
-        name=_text(_dev_name(handle)),
-        description=_text(_dev_description(handle)),
-        kind=_KIND_OF.get(_dev_type(handle), DeviceKind.ACCEL),
-        backend=_text(_reg_name(_dev_backend_reg(handle))),
-        memory_free=free.value,
-        memory_total=total.value,
-    )
-
-
-def _cpu_features() -> Iterator[str]:
-    """Names from the CPU backend's ``ggml_backend_get_features`` whose value is not "0"."""
-    reg = _reg_by_name(b"CPU")
-    address = _reg_proc(reg, b"ggml_backend_get_features") if reg else None
-    if not address:
-        return
-    features = _get_features_t(address)(reg)
-    index = 0
-    while features[index].name:
-        if features[index].value not in (b"0", b""):
-            yield _text(features[index].name)
-        index += 1
-
-
-def _loaded_cpu_module() -> str | None:
-    """Which ``libggml-cpu-<variant>`` module the process mapped (Linux; elsewhere unknown)."""
-    maps = Path("/proc/self/maps")
-    if not sys.platform.startswith("linux") or not maps.exists():
-        return None
-    for line in maps.read_text().splitlines():
-        name = line.rsplit("/", 1)[-1]
-        if name.startswith("libggml-cpu-") and ".so" in name:
-            return name
-    return None
-
-
 def _distribution_version() -> str:
     try:
         return metadata.version("llama-cpp-python")
     except metadata.PackageNotFoundError:  # a source checkout on sys.path
+        import llama_cpp as ll
+
         return str(getattr(ll, "__version__", "unknown"))
 
 
-def _text(value: bytes | None) -> str:
-    return value.decode("utf-8", errors="replace") if value else ""
+if __name__ == "__main__":
+    print(json.dumps(detect_backends().to_dict()))

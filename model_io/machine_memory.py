@@ -18,19 +18,29 @@ PAGE_BYTES = 4096
 
 @dataclass(frozen=True)
 class Machine:
-    """The RAM the plan is judged against (bytes), and whether llama.cpp can offload to a GPU."""
+    """The RAM the plan is judged against (bytes), and whether llama.cpp can offload to a GPU.
+
+    ``gpu_memory_bytes`` is the free memory of the largest dedicated GPU llama.cpp sees;
+    0 when there is none or the GPU shares this RAM (Apple silicon, integrated GPUs).
+    """
 
     total_bytes: int
     available_bytes: int
     gpu_offload: bool = False
+    gpu_memory_bytes: int = 0
 
     @classmethod
     def current(cls) -> Machine:
-        """This machine, and whether this llama.cpp build can offload to a GPU."""
+        """This machine, and what this llama.cpp build can offload to."""
         from model_io.native import supports_gpu_offload
 
         total, available = _system_memory()
-        return cls(total, available, supports_gpu_offload())
+        if not supports_gpu_offload():
+            return cls(total, available)
+        from model_io.ggml_registry import devices  # loaded by supports_gpu_offload's backend start-up
+
+        dedicated = [d.memory_free for d in devices() if d.kind == "gpu"]
+        return cls(total, available, True, max(dedicated, default=0))
 
 
 def _system_memory() -> tuple[int, int]:

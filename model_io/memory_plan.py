@@ -31,7 +31,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +40,7 @@ from gguf.constants import GGUFValueType
 
 from model_io.gguf_check import GgufSummary, GgufTensor
 from model_io.machine_memory import Machine
-from model_io.memory_usage import repack_candidates
+from model_io.memory_usage import PLE_TENSOR, repack_candidates
 from model_io.settings import DEFAULT_CONTEXT, MIN_CONTEXT
 
 Verdict = Literal["fits", "slow", "wont_fit"]
@@ -53,13 +53,12 @@ GEMMA3N_KV_LAYERS = 20  # llama.cpp hard-codes n_layer_kv_from_start = 20 for ge
 SWA_PATTERN_DEFAULTS = {"gemma3n": 5, "gemma3": 6, "gemma2": 2}  # llama.cpp's load_swa_pattern defaults
 PAGE_BYTES = 4096
 PLE_TOKENS = 2048  # distinct tokens whose PLE rows a long conversation pages in
-RUNTIME_BYTES = 110 * MIB  # Python, NumPy and the llama.cpp libraries before loading (Linux CLI, measured)
+RUNTIME_BYTES = 50 * MIB  # the engine's process before loading: Python and the libraries (Linux, measured)
 VOCAB_BYTES_PER_TOKEN = 168  # llama.cpp's tokenizer tables: 42 MiB for Gemma's 262,400 tokens (measured)
 VISION_COMPUTE_BYTES_PER_PIXEL = 990  # mtmd's MobileNet-V5 graph buffer: 557 MiB at 768x768 (measured)
 AUDIO_WORKING_BYTES = 160 * MIB  # conformer activations and scratch for a 30 s clip (measured)
 HEADROOM_FRACTION = 0.10  # of available RAM, left for the OS and the rest of the app
 CONTEXT_CHOICES = (DEFAULT_CONTEXT, 4096, 2048, 1024, MIN_CONTEXT)
-PLE_TENSOR = "per_layer_token_embd.weight"
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,7 @@ class TextShape:
     ple_row_bytes: int
     file_size: int
     repack_bytes: int  # weights llama.cpp copies into repacked heap buffers (x86-64 AVX2 rule)
+    layer_bytes: tuple[int, ...] = ()  # per layer: its ``blk.N.*`` weights (what offloading a layer moves)
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,33 @@ def _plan(
         machine=machine,
         verdict=verdict,
         verdict_with_towers=judge(text_only + vision + audio, machine),
-        n_gpu_layers=-1 if machine.gpu_offload and verdict == "fits" else 0,
+        n_gpu_layers=gpu_layers(shape, n_ctx, n_ubatch, machine, verdict),
     )
+
+
+def gpu_layers(shape: TextShape, n_ctx: int, n_ubatch: int, machine: Machine, verdict: Verdict) -> int:
+    """How many layers to offload: -1 (all), a count of the last layers, or 0 (CPU only).
+
+    Where the GPU shares this RAM (Apple silicon, integrated GPUs: no dedicated memory
+    reported), everything goes to it if the model fits in RAM.  With a dedicated GPU,
+    llama.cpp offloads the *last* n layers with their KV cache and keeps a compute
+    buffer there: count layers from the end while they fit in the GPU's free memory
+    (less headroom); "all" also needs room for the remaining non-layer weights.
+    """
+    if not machine.gpu_offload:
+        return 0
+    if machine.gpu_memory_bytes <= 0:
+        return -1 if verdict == "fits" else 0
+    budget = machine.gpu_memory_bytes * (1 - HEADROOM_FRACTION) - compute_buffer_bytes(shape, n_ctx, n_ubatch)
+    costs = [w + kv for w, kv in zip(shape.layer_bytes, layer_kv_bytes(shape, n_ctx, n_ubatch), strict=True)]
+    count = 0
+    for cost in reversed(costs):
+        if cost > budget:
+            break
+        budget -= cost
+        count += 1
+    rest = shape.weight_bytes - sum(shape.layer_bytes)  # output norm, embeddings' GPU copies, projections
+    return -1 if count == len(costs) and count and rest <= budget else count
 
 
 def judge(needed: int, machine: Machine) -> Verdict:
@@ -258,16 +283,31 @@ def text_shape(summary: GgufSummary, arrays: Mapping[str, tuple[int | float | bo
         ple_row_bytes=ple_bytes // ple.shape[1] if ple is not None and len(ple.shape) == 2 else 0,
         file_size=summary.file_size,
         repack_bytes=sum(t.n_bytes for t in repack_candidates(summary.tensors)),
+        layer_bytes=tuple(_layer_weight_bytes(summary.tensors, n_layer)),
     )
+
+
+def _layer_weight_bytes(tensors: Iterable[GgufTensor], n_layer: int) -> list[int]:
+    sizes = [0] * n_layer
+    for t in tensors:
+        parts = t.name.split(".")
+        if parts[0] == "blk" and parts[1].isdigit() and int(parts[1]) < n_layer:
+            sizes[int(parts[1])] += t.n_bytes
+    return sizes
 
 
 def kv_cache_bytes(shape: TextShape, n_ctx: int, n_ubatch: int) -> int:
     """llama.cpp's KV buffers: global layers hold the padded context, sliding layers window + batch."""
+    return sum(layer_kv_bytes(shape, n_ctx, n_ubatch))
+
+
+def layer_kv_bytes(shape: TextShape, n_ctx: int, n_ubatch: int) -> list[int]:
+    """Each layer's KV buffer (0 for layers that reuse an earlier layer's cache)."""
     full, window = _kv_cells(shape, n_ctx, n_ubatch)
-    total = 0
-    for width, sliding in zip(shape.kv_widths, shape.swa_layers, strict=True):
-        total += width * KV_ELEMENT_BYTES * (window if sliding else full)
-    return total
+    return [
+        width * KV_ELEMENT_BYTES * (window if sliding else full)
+        for width, sliding in zip(shape.kv_widths, shape.swa_layers, strict=True)
+    ]
 
 
 def _kv_cells(shape: TextShape, n_ctx: int, n_ubatch: int) -> tuple[int, int]:

@@ -21,8 +21,8 @@ from typing import Any
 import llama_cpp as ll
 import numpy as np
 
-from model_io.backends import load_backend_modules
 from model_io.errors import EngineFailure, ModelError
+from model_io.ggml_registry import load_backend_modules
 from model_io.memory_usage import parse_buffer_sizes
 from model_io.settings import DEFAULT_CONTEXT, Backend, LoadSettings, SamplingSettings
 

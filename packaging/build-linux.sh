@@ -15,14 +15,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="${GEMMA_DESK_TOOLS:-$HOME/.cache/gemma-desk-tools}"
 briefcase_version="0.4.7"
 cd "$root"
+"$root/scripts/system-packages.sh" packaging  # the Debian packages these scripts use (only missing ones)
 
 # 1. The llama-cpp-python wheel.
 wheel_dir="$root/dist/wheels/cpu"
-cached="$(ls "$tools"/wheels/cpu/llama_cpp_python-*+cpu-*.whl 2>/dev/null | head -n 1 || true)"
+cached="$(ls "$tools"/wheels/cpu/llama_cpp_python-*+cpu-*.whl 2>/dev/null | awk 'NR == 1' || true)"
 if [ -z "$cached" ]; then
     echo "building the portable CPU wheel of llama-cpp-python (once; cached in $tools/wheels/cpu)" >&2
     nice -n 10 "$root/packaging/build-llama-wheel.sh" cpu "$tools/wheels/cpu" >/dev/null
-    cached="$(ls "$tools"/wheels/cpu/llama_cpp_python-*+cpu-*.whl | head -n 1)"
+    cached="$(ls "$tools"/wheels/cpu/llama_cpp_python-*+cpu-*.whl | awk 'NR == 1')"
 fi
 rm -rf "$wheel_dir" && mkdir -p "$wheel_dir" && cp "$cached" "$wheel_dir/"
 echo "llama-cpp-python wheel: $(basename "$cached")" >&2
@@ -46,6 +47,7 @@ rm -f "$root"/dist/gemma-desk_*.deb
 "$venv/bin/briefcase" create "${options[@]}" >&2
 "$venv/bin/briefcase" build "${options[@]}" >&2
 "$venv/bin/briefcase" package "${options[@]}" --adhoc-sign >&2  # unsigned: no GPG identity here
+rm -rf "$root/.briefcase"  # Briefcase's scratch environment for the app; nothing to keep
 deb="$(ls "$root"/dist/gemma-desk_*.deb)"
 echo "package: $deb ($(du -h "$deb" | cut -f1))" >&2
 echo "$deb"

@@ -26,7 +26,9 @@ python="${PYTHON:-python3}"
 tools="${GEMMA_DESK_TOOLS:-$HOME/.cache/gemma-desk-tools}"
 
 # Runtime CPU dispatch: ggml builds each variant with its own instruction set and picks one at load time.
+# The modules go beside libggml (llama_cpp/lib) and find libggml-base there ($ORIGIN).
 portable_cpu="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DCMAKE_INSTALL_BINDIR=llama_cpp/lib"
+portable_cpu="$portable_cpu -DCMAKE_INSTALL_RPATH=\$ORIGIN"
 case "$backend" in
     cpu) cmake_args="$portable_cpu" ;;
     vulkan)

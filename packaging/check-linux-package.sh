@@ -17,6 +17,7 @@ artifacts="$root/test-artifacts/linux-package"
 mkdir -p "$artifacts"
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
+"$root/scripts/system-packages.sh" packaging  # the Debian packages these scripts use (only missing ones)
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -58,7 +59,7 @@ step "lean"
 unwanted="$(find "$app" \( -path '*/PySide6/*.pyi' -o -name 'libQt6Quick*' -o -name 'libQt6Qml*' -o -name 'libQt6Network*' \
     -o -name 'QtNetwork.*' -o -name 'designer' -o -name 'qml' -o -path '*/app_packages/tests/*' \
     -o -path '*/app_packages/lib/*' -o -path '*/app_packages/include/*' -o -name '__pycache__' \) -print)"
-[ -z "$unwanted" ] || fail "unused content in the package: $(echo "$unwanted" | head -n 5)"
+[ -z "$unwanted" ] || fail "unused content in the package: $(echo "$unwanted" | awk 'NR <= 5')"
 ls "$app/app/app" "$app/app/model_io" >/dev/null || fail "app sources missing"
 [ ! -e "$app/app/tests" ] && [ ! -e "$app/app/tools" ] || fail "tests or tools were packaged"
 echo "Qt libraries kept: $(ls "$app/app_packages/PySide6/Qt/lib" | sed 's/\.so.*//' | tr '\n' ' ')"
@@ -74,13 +75,14 @@ while read -r elf; do readelf -d "$elf" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'
 owner() {  # the Debian package that ships a library (dpkg records /lib or /usr/lib: try both)
     local path="$1" candidate
     for candidate in "$path" "$(readlink -f "$path")" "${path#/usr}" "/usr$path"; do
-        dpkg -S "$candidate" 2>/dev/null | head -n 1 | cut -d: -f1 && return 0
+        package="$(dpkg -S "$candidate" 2>/dev/null | awk -F: 'NR == 1 {print $1}')"
+        [ -n "$package" ] && echo "$package" && return 0
     done
     return 1
 }
 uncovered=""
 for lib in $(grep -vxFf "$work/bundled" "$work/needed"); do
-    path="$(ldconfig -p | awk -v n="$lib" '$1 == n && /x86-64/ {print $NF; exit}')"
+    path="$(ldconfig -p | awk -v n="$lib" '$1 == n && /x86-64/ && !found {print $NF; found = 1}')"
     [ -n "$path" ] || fail "$lib is needed but not on this system"
     pkg="$(owner "$path")" || fail "no package owns $path"
     case "$pkg" in libc6 | "libpython3"*) continue ;; esac
@@ -119,14 +121,13 @@ printf '[model]\npath=%s\nthreads=1\ncontext=2048\n[sampling]\nmax_tokens=24\n' 
 (cd "$work" && QT_QPA_PLATFORM=xcb GEMMA_DESK_HOME="$work/home" exec "$exe") >"$artifacts/app.log" 2>&1 &
 app_pid=$!
 pids+=("$app_pid")
-window="$(timeout 60 xdotool search --sync --name '^Gemma Desk$' | head -n 1)" || fail "no window titled 'Gemma Desk'"
+window="$(timeout 60 xdotool search --sync --name '^Gemma Desk$' | awk 'NR == 1')" || fail "no window titled 'Gemma Desk'"
 echo "window $window: title '$(xdotool getwindowname "$window")', $(xdotool getwindowgeometry "$window" | grep Geometry)"
 grep -q "$app/app_packages/PySide6/Qt/lib/libQt6Core" "/proc/$app_pid/maps" || fail "Qt is not the packaged one"
-grep -q "$app/app_packages/llama_cpp/lib/libggml-cpu-" "/proc/$app_pid/maps" || fail "no packaged CPU variant mapped"
-ocr_until() {  # screenshot + OCR until the text shows up
-    local text="$1" shot="$2"
+ocr_until() {  # screenshot (of the screen, or of window $3) + OCR until the text shows up
+    local text="$1" shot="$2" target="${3:-root}"
     for _ in $(seq 30); do
-        import -window root "$shot"
+        import -window "$target" "$shot"
         tesseract "$shot" - 2>/dev/null >"$shot.txt" || true
         grep -q "$text" "$shot.txt" && return 0
         sleep 2
@@ -134,7 +135,15 @@ ocr_until() {  # screenshot + OCR until the text shows up
     fail "'$text' never appeared on screen (see $shot, $shot.txt)"
 }
 ocr_until "random weights" "$artifacts/window.png"
-echo "model loaded: $(grep -o '.*random weights.*' "$artifacts/window.png.txt" | head -n 1)"
+echo "model loaded: $(grep -o '.*random weights.*' "$artifacts/window.png.txt" | awk 'NR == 1')"
+# The engine may run in the window's process or in a worker process it started: find llama.cpp in either.
+engine_pid=""
+for pid in "$app_pid" $(pgrep -P "$app_pid" || true); do
+    grep -q "$app/app_packages/llama_cpp/lib/libggml-cpu-" "/proc/$pid/maps" 2>/dev/null && engine_pid="$pid"
+done
+[ -n "$engine_pid" ] || fail "no process of the app mapped a packaged CPU variant of llama.cpp"
+variant="$(grep -o 'libggml-cpu-[a-z0-9_]*\.so' "/proc/$engine_pid/maps" | awk 'NR == 1')"
+echo "engine in process $engine_pid ($([ "$engine_pid" = "$app_pid" ] && echo "the window's" || echo "a worker")): $variant"
 height="$(xdotool getwindowgeometry "$window" | sed -n 's/.*Geometry: [0-9]*x\([0-9]*\)/\1/p')"
 xdotool mousemove --window "$window" 500 $((height - 100)) click 1
 xdotool type --delay 20 "Hello from the package"
@@ -144,7 +153,15 @@ sleep 4
 import -window root "$artifacts/answer.png"
 colours="$(identify -format %k "$artifacts/answer.png")"
 [ "$colours" -gt 50 ] || fail "the screenshot looks blank ($colours colours)"
-echo "screenshots: $artifacts/window.png, $artifacts/answer.png ($colours colours)"
+echo "screenshots: $artifacts/{window,answer,settings}.png ($colours colours in answer.png)"
+# Settings show what llama.cpp can run on, detected in a child process of the packaged app.
+xdotool key ctrl+comma
+dialog="$(timeout 30 xdotool search --sync --name '^Settings$' | awk 'NR == 1')" || fail "no Settings dialog"
+cpu_name="${variant#libggml-cpu-}"
+ocr_until "Runs on: CPU (${cpu_name%.so})" "$artifacts/settings.png" "$dialog"
+echo "settings: $(grep -o 'Runs on.*' "$artifacts/settings.png.txt" | awk 'NR == 1')"
+grep -q "GPU layers" "$artifacts/settings.png.txt" && fail "GPU layers offered without a GPU"
+xdotool key Escape
 kill -0 "$app_pid" || fail "the app exited"
 echo
 echo "OK: $(basename "$deb") builds, installs, runs from the command line and opens its window"

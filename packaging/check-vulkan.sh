@@ -8,7 +8,8 @@
 #      unless GGML_VK_VISIBLE_DEVICES names them) and none without it
 #   4. greedy tokens through the app's runtime: CPU build vs Vulkan build with every layer offloaded
 #      (and the Vulkan wheel's own CPU variant), on the tiny synthetic Gemma 3n and on Gemma 3 270M
-# Needs: mesa-vulkan-drivers vulkan-tools (and libvulkan-dev glslc spirv-headers to build).
+# Needs: mesa-vulkan-drivers vulkan-tools (and libvulkan-dev glslc spirv-headers to build), installed
+# through scripts/system-packages.sh packaging.
 # Usage: packaging/check-vulkan.sh        env: GEMMA_DESK_TOOLS (cache folder)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,25 +17,27 @@ tools="${GEMMA_DESK_TOOLS:-$HOME/.cache/gemma-desk-tools}"
 project_python="$root/.venv/bin/python"
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
+"$root/scripts/system-packages.sh" packaging  # the Debian packages these scripts use (only missing ones)
 
 step "Vulkan driver"
 vulkaninfo --summary 2>/dev/null | grep -E 'deviceName|deviceType|driverName' || fail "no Vulkan device (install mesa-vulkan-drivers)"
 
 step "wheel"
-wheel="$(ls "$tools"/wheels/vulkan/llama_cpp_python-*+vulkan-*.whl 2>/dev/null | head -n 1 || true)"
+wheel="$(ls "$tools"/wheels/vulkan/llama_cpp_python-*+vulkan-*.whl 2>/dev/null | awk 'NR == 1' || true)"
 if [ -z "$wheel" ]; then
     PYTHON="$project_python" nice -n 10 "$root/packaging/build-llama-wheel.sh" vulkan "$tools/wheels/vulkan" >/dev/null
-    wheel="$(ls "$tools"/wheels/vulkan/llama_cpp_python-*+vulkan-*.whl | head -n 1)"
+    wheel="$(ls "$tools"/wheels/vulkan/llama_cpp_python-*+vulkan-*.whl | awk 'NR == 1')"
 fi
 echo "$(basename "$wheel") ($(du -h "$wheel" | cut -f1))"
 
 step "separate environment"
 venv="$tools/vulkan-venv"
-if [ ! -f "$venv/installed-$(basename "$wheel")" ]; then
+marker="$venv/installed-$(sha256sum "$wheel" | cut -c1-16)"
+if [ ! -f "$marker" ]; then
     rm -rf "$venv"
     "$project_python" -m venv "$venv"
     "$venv/bin/pip" install --quiet --no-deps "$wheel"
-    touch "$venv/installed-$(basename "$wheel")"
+    touch "$marker"
 fi
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 project_site="$("$project_python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

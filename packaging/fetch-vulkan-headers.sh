@@ -20,7 +20,7 @@ apt_opts=(-o "Dir::Etc::sourcelist=$cache/apt/sources.list" -o "Dir::Etc::source
     -o "Dir::State::status=/dev/null" -o "APT::Get::List-Cleanup=0")
 apt-get "${apt_opts[@]}" update -qq >&2
 (cd "$cache/debs" && apt-get "${apt_opts[@]}" download libvulkan-dev >&2)
-deb="$(ls "$cache"/debs/libvulkan-dev_*.deb | head -n 1)"
+deb="$(ls "$cache"/debs/libvulkan-dev_*.deb | awk 'NR == 1')"
 dpkg-deb -x "$deb" "$cache/root"
 echo "unpacked $(basename "$deb")" >&2
 echo "$include"

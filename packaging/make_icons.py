@@ -29,10 +29,11 @@ ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)  # Windows shell sizes; 256 is stored
 def render(svg: Path, size: int) -> Image.Image:
     """The SVG rendered at ``size`` x ``size`` as RGBA."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
+    from PySide6.QtGui import QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
+    from PySide6.QtWidgets import QApplication
 
-    _app = QGuiApplication.instance() or QGuiApplication([])
+    _app = QApplication.instance() or QApplication([])  # a widgets app, so a test session can reuse it
     renderer = QSvgRenderer(str(svg))
     if not renderer.isValid():
         raise ValueError(f"{svg} is not a valid SVG")

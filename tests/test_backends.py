@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,11 @@ from model_io.backends import (
     ComputeDevice,
     DeviceKind,
     detect_backends,
-    library_dir,
-    load_backend_modules,
+    probe_backends,
+    probe_command,
 )
 from model_io.errors import EngineFailure
+from model_io.ggml_registry import library_dir, load_backend_modules
 from model_io.settings import Backend
 
 assert gui_support  # imported for its offscreen Qt set-up
@@ -90,6 +93,36 @@ def test_backends_command_prints_what_detection_finds(capsys: pytest.CaptureFixt
     assert "GPU offload: no" in text and f"llama-cpp-python {expected.llama_cpp_version}" in text
 
 
+def test_probe_in_a_child_process_reports_what_this_process_sees() -> None:
+    assert probe_command()[1:] == ["-m", "model_io.backends"]  # the tests run from an interpreter
+    probed, here = probe_backends(), detect_backends()
+    assert (probed.backends, probed.gpu_offload, probed.cpu_module) == (here.backends, False, here.cpu_module)
+    assert [(d.name, d.kind, d.memory_total) for d in probed.devices] == [
+        (d.name, d.kind, d.memory_total) for d in here.devices
+    ]
+    assert BackendReport.from_dict(here.to_dict()) == here
+
+
+def test_a_crashing_probe_is_an_error_value_with_its_last_words() -> None:
+    crash = [
+        sys.executable,
+        "-c",
+        "import os, sys; print('ggml_vulkan: driver exploded', file=sys.stderr); os.abort()",
+    ]
+    with pytest.raises(EngineFailure, match="backend detection failed: ggml_vulkan: driver exploded"):
+        probe_backends(crash)
+    with pytest.raises(EngineFailure, match="did not finish within 1 s"):
+        probe_backends([sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)
+
+
+def test_the_settings_dialog_keeps_llama_cpp_out_of_the_gui_process() -> None:
+    code = (
+        "import sys, app.gui.dialogs.settings_dialog; print(sorted(m for m in sys.modules if 'llama' in m))"
+    )
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
+
+
 def _gpu_row_visible(dialog: SettingsDialog) -> bool:
     return dialog._model_form.isRowVisible(dialog.gpu_layers)
 
@@ -97,7 +130,7 @@ def _gpu_row_visible(dialog: SettingsDialog) -> bool:
 def test_dialog_detects_in_the_background_and_hides_gpu_layers_on_this_build(qtbot: QtBot) -> None:
     dialog = SettingsDialog(SETTINGS)
     qtbot.addWidget(dialog)
-    qtbot.waitUntil(lambda: dialog.compute.text().startswith("CPU"), timeout=30_000)
+    qtbot.waitUntil(lambda: dialog.compute.text().startswith("CPU"), timeout=90_000)
     assert not _gpu_row_visible(dialog)
     assert dialog.value().gpu_layers == -1  # a hidden setting is kept for when a GPU build returns
 
@@ -126,3 +159,12 @@ def test_dialog_explains_a_failed_detection_and_offers_cpu_settings_only(qtbot: 
 def test_library_dir_holds_the_libraries_llama_cpp_loaded() -> None:
     assert library_dir() == Path(ll.__file__).resolve().parent / "lib"
     assert any(library_dir().glob("*llama*"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the Linux process map")
+def test_detection_uses_the_libggml_libllama_is_linked_to() -> None:
+    """The wheel holds libggml.so and libggml.so.0 as two files; opening both means two registries."""
+    detect_backends()
+    mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "/" in line}
+    ggml = {Path(path).name for path in mapped if Path(path).name.startswith("libggml.so")}
+    assert len(ggml) == 1, ggml

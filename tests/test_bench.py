@@ -364,11 +364,14 @@ def test_busy_machine_is_flagged() -> None:
     quiet = {
         "machine": {"logical_cpus": 2, "load_average_start": (0.3, 0.2, 0.1)},
         "load_average_end": (0.9, 0, 0),
+        "settings": {"threads": 2},
     }
     assert busy_machine_warnings(quiet) == []
-    busy = {**quiet, "models": [{"app": {"load_average": [(3.5, 2, 1)]}, "baseline": None}]}
+    alone = {**quiet, "models": [{"app": {"load_average": [(2.3, 2, 1)]}}]}
+    assert busy_machine_warnings(alone) == []  # the bench's own two threads, and a little more
+    busy = {**alone, "models": [{"app": {"load_average": [(3.5, 2, 1)]}, "baseline": None}]}
     (warning,) = busy_machine_warnings(busy)
-    assert "3.5 on 2 logical CPUs" in warning
+    assert "3.5 on 2 logical CPUs, about 1.5 beyond the bench's own 2 threads" in warning
 
 
 def test_decode_time_is_what_follows_the_first_token() -> None:

@@ -64,11 +64,10 @@ class SmallDisk:
     def fill(self, leave: int = 0) -> Path:
         """Write a filler file until the disk is full, then give back about ``leave`` bytes."""
         filler = self.path / "filler.bin"
-        with filler.open("ab") as handle:
+        with filler.open("ab", buffering=0) as handle:  # unbuffered: closing has nothing left to flush
             try:
                 while True:
                     handle.write(bytes(CHUNK))
-                    handle.flush()
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
         if leave:

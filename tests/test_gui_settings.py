@@ -14,8 +14,15 @@ from pytestqt.qtbot import QtBot
 
 from app.gui import i18n
 from app.gui.dialogs.settings_dialog import SettingsDialog
-from app.gui.settings import AppSettings, GuiSettings, Key, gui_default_threads, settings_path
-from model_io.settings import SamplingSettings
+from app.gui.settings import (
+    AUTO_GPU_LAYERS,
+    AppSettings,
+    GuiSettings,
+    Key,
+    gui_default_threads,
+    settings_path,
+)
+from model_io.settings import AUTO_CONTEXT, SamplingSettings
 
 
 @pytest.fixture
@@ -61,6 +68,25 @@ def test_snapshot_maps_to_model_io_settings() -> None:
     assert CUSTOM.sampling() == SamplingSettings(temperature=0.7, top_k=40, top_p=0.9, seed=42)
     assert GuiSettings(seed=-1).sampling().seed is None
     assert GuiSettings().load_settings().n_threads == gui_default_threads()
+
+
+def test_context_and_gpu_layers_are_left_to_the_memory_plan_by_default(qtbot: QtBot) -> None:
+    load = GuiSettings().load_settings()
+    assert (load.n_ctx, load.n_gpu_layers) == (AUTO_CONTEXT, None)  # the engine fills both in from the plan
+    dialog = SettingsDialog(GuiSettings())
+    qtbot.addWidget(dialog)
+    assert dialog.context.text() == "automatic" and dialog.gpu_layers.text() == "automatic"
+    dialog.gpu_layers.stepBy(1)
+    assert dialog.gpu_layers.text() == "all" and dialog.value().gpu_layers == -1
+    dialog.gpu_layers.stepBy(3)
+    assert dialog.value().gpu_layers == 2 and dialog.value().load_settings().n_gpu_layers == 2
+    dialog.context.stepBy(1)
+    assert dialog.value().context == 512
+    for typed, expected in (("automatic", AUTO_GPU_LAYERS), ("all", -1), ("7", 7)):
+        dialog.gpu_layers.lineEdit().selectAll()
+        qtbot.keyClicks(dialog.gpu_layers, typed)
+        dialog.gpu_layers.interpretText()
+        assert dialog.gpu_layers.value() == expected, typed
 
 
 def test_only_load_settings_need_a_reload() -> None:

@@ -29,6 +29,7 @@ from model_io.memory_plan import (
     compute_buffer_bytes,
     judge,
     kv_cache_bytes,
+    layer_kv_bytes,
     plan_memory,
     read_layer_arrays,
     text_shape,
@@ -193,6 +194,25 @@ def test_gpu_layers_all_only_where_the_build_offloads_and_the_model_fits() -> No
     assert plan_memory(header, machine=gpu, layer_arrays=arrays).n_gpu_layers == -1
     small_gpu = Machine(64 * GIB, 256 * MIB, gpu_offload=True)
     assert plan_memory(header, machine=small_gpu, layer_arrays=arrays).n_gpu_layers == 0
+
+
+def test_gpu_layers_fill_a_dedicated_gpu_from_the_last_layer() -> None:
+    header, arrays = gemma3n_header(), pattern(30)
+    shape = text_shape(header, arrays)
+    assert len(shape.layer_bytes) == 30 and sum(shape.layer_bytes) < shape.weight_bytes
+
+    def layers_with(vram: int) -> int:
+        machine = Machine(64 * GIB, 60 * GIB, gpu_offload=True, gpu_memory_bytes=vram)
+        return plan_memory(header, n_ctx=4096, machine=machine, layer_arrays=arrays).n_gpu_layers
+
+    costs = [w + kv for w, kv in zip(shape.layer_bytes, layer_kv_bytes(shape, 4096, 512), strict=True)]
+    compute = compute_buffer_bytes(shape, 4096, 512)
+    # the last 12 layers (KV-owning and KV-sharing ones alike) and half of the 13th
+    twelve = compute + sum(costs[-12:]) + costs[-13] // 2
+    assert layers_with(int(twelve / 0.9)) == 12
+    assert layers_with(int((compute + sum(costs)) / 0.9) + 2) == 30  # every layer, not the output weights
+    assert layers_with(64 * GIB) == -1
+    assert layers_with(compute // 2) == 0  # not even the compute buffer fits
 
 
 def test_plan_parts_add_up_and_the_ple_table_is_only_mapped() -> None:

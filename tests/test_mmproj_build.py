@@ -309,10 +309,9 @@ def test_interrupted_build_resumes_fetching_only_what_is_missing(
     assert result.path.read_bytes() == fresh.path.read_bytes()
 
 
-def test_a_damaged_partial_file_is_caught_by_the_read_back_and_refetched(
-    source: Source, hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out, cancel = tmp_path / "mmproj.gguf", threading.Event()
+def stop_after_first_commit(hub: FakeHub, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start a build into ``out`` and cancel it once the journal has recorded its first finished tensors."""
+    cancel = threading.Event()
     real_commit = PartialBuild.commit
 
     def commit_once(self: PartialBuild, finished: dict[str, int]) -> None:
@@ -323,6 +322,13 @@ def test_a_damaged_partial_file_is_caught_by_the_read_back_and_refetched(
     with pytest.raises(DownloadCancelled):
         build(hub, out, cancel=cancel)
     monkeypatch.setattr(PartialBuild, "commit", real_commit)
+
+
+def test_a_damaged_partial_file_is_caught_by_the_read_back_and_refetched(
+    source: Source, hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "mmproj.gguf"
+    stop_after_first_commit(hub, out, monkeypatch)
     journal = [json.loads(line) for line in journal_path(out).read_text().splitlines()]
     damaged = next(iter(journal[1]["done"]))
     partial = Path(f"{out}.partial")
@@ -341,17 +347,8 @@ def test_a_damaged_partial_file_is_caught_by_the_read_back_and_refetched(
 def test_a_partial_build_of_other_bytes_is_discarded(
     source: Source, hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out, cancel = tmp_path / "mmproj.gguf", threading.Event()
-    real_commit = PartialBuild.commit
-
-    def commit_once(self: PartialBuild, finished: dict[str, int]) -> None:
-        real_commit(self, finished)
-        cancel.set()
-
-    monkeypatch.setattr(PartialBuild, "commit", commit_once)
-    with pytest.raises(DownloadCancelled):
-        build(hub, out, cancel=cancel)
-    monkeypatch.setattr(PartialBuild, "commit", real_commit)
+    out = tmp_path / "mmproj.gguf"
+    stop_after_first_commit(hub, out, monkeypatch)
     changed = make_checkpoint(source.projector, seed=6)  # same towers and layout, other text weights
     with FakeHub(lifetime=60) as other:
         serve(other, changed.files)

@@ -18,10 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import gui_support
 import PySide6
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+assert gui_support  # the icon check renders with Qt: offscreen platform and the app's Qt fixes first
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 BRIEFCASE: dict[str, Any] = PYPROJECT["tool"]["briefcase"]
@@ -44,6 +46,14 @@ def test_briefcase_reads_pyproject_only() -> None:
     assert all((ROOT / path).is_file() for path in APP["license-files"])
     assert (ROOT / "CHANGELOG.md").is_file()  # Briefcase's Linux packages require a changelog
     assert set(APP["permission"]) == {"microphone", "camera"}
+
+
+def test_the_window_names_the_desktop_entry_briefcase_installs() -> None:
+    """Wayland matches a window to its .desktop file (icon, name in the dock) by this id alone."""
+    from app.gui.app import APP_DISPLAY_NAME, APP_ID
+
+    assert f"{BRIEFCASE['bundle']}.{PYPROJECT['project']['name']}" == APP_ID
+    assert APP["formal_name"] == APP_DISPLAY_NAME
 
 
 def test_sources_are_the_app_packages_and_the_launcher_module() -> None:

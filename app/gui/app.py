@@ -14,6 +14,9 @@ from app.gui.resources import icon_path
 from app.gui.settings import AppSettings
 
 APP_DISPLAY_NAME = "Gemma Desk"
+# Briefcase installs the desktop entry as <bundle>.<app name>.desktop; Wayland finds the window's icon
+# and name through this id (tests/test_packaging_config.py checks it against pyproject.toml).
+APP_ID = "org.gemmadesk.gemma-desk"
 
 
 def create_application(argv: Sequence[str] | None = None) -> QApplication:
@@ -26,7 +29,7 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
     app.setApplicationName(APP_DISPLAY_NAME)
     app.setApplicationDisplayName(APP_DISPLAY_NAME)
     app.setOrganizationName("GemmaDesk")
-    app.setDesktopFileName("gemma-desk")
+    app.setDesktopFileName(APP_ID)
     app.setWindowIcon(QIcon(str(icon_path())))
     return app
 

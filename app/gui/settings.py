@@ -21,10 +21,13 @@ from PySide6.QtGui import QKeySequence
 
 from model_io.errors import InputError
 from model_io.paths import APP_NAME, HOME_ENV
-from model_io.settings import DEFAULT_CONTEXT, LoadSettings, SamplingSettings, default_threads
+from model_io.settings import AUTO_CONTEXT, LoadSettings, SamplingSettings, default_threads
 
 UI_LANGUAGES = ("system", "en", "es")
 DEFAULT_TALK_SHORTCUT = "Ctrl+Space"
+
+
+AUTO_GPU_LAYERS = -2  # stored value for "let the memory plan choose" (-1 means all layers)
 
 
 class Key(StrEnum):
@@ -65,8 +68,8 @@ class GuiSettings:
 
     model_path: str = ""
     threads: int = 0
-    context: int = DEFAULT_CONTEXT
-    gpu_layers: int = 0
+    context: int = AUTO_CONTEXT  # AUTO_CONTEXT: the memory plan chooses
+    gpu_layers: int = AUTO_GPU_LAYERS  # AUTO_GPU_LAYERS: the memory plan chooses; -1: all
     temperature: float = 1.0
     top_k: int = 64
     top_p: float = 0.95
@@ -81,7 +84,8 @@ class GuiSettings:
 
     def load_settings(self) -> LoadSettings:
         threads = self.threads or gui_default_threads()
-        return LoadSettings(n_ctx=self.context, n_threads=threads, n_gpu_layers=self.gpu_layers)
+        layers = None if self.gpu_layers == AUTO_GPU_LAYERS else self.gpu_layers
+        return LoadSettings(n_ctx=self.context, n_threads=threads, n_gpu_layers=layers)
 
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(

@@ -147,18 +147,25 @@ def run_bench(options: BenchOptions, progress: Progress, command: str = "gemma-d
 
 
 def busy_machine_warnings(report: dict[str, Any]) -> list[str]:
-    """Say so when other work shared the CPUs: every figure then measures the machine's load too."""
+    """Say so when other work shared the CPUs: every figure then measures the machine's load too.
+
+    The bench's own threads count in the load average (a 2-thread run alone shows about 2.0), so
+    only the load beyond them, when above half a CPU, means another job was running.
+    """
     cpus = report["machine"].get("logical_cpus") or 1
+    own = int(report.get("settings", {}).get("threads") or 0)
     samples = [report["machine"].get("load_average_start"), report.get("load_average_end")]
     for model in report.get("models", []):
         for side in (model.get("app"), model.get("baseline")):
             samples += (side or {}).get("load_average", [])
     busiest = max((s[0] for s in samples if s), default=0.0)
-    if busiest <= 0.5 * cpus:
+    others = busiest - min(own, cpus)
+    if others <= 0.5:
         return []
     return [
-        f"the machine was busy (1-minute load average up to {busiest:.1f} on {cpus} logical CPUs): other "
-        "jobs took CPU time from both sides, so these figures are not comparable with a quiet run"
+        f"the machine was busy (1-minute load average up to {busiest:.1f} on {cpus} logical CPUs, about "
+        f"{others:.1f} beyond the bench's own {own} threads): other jobs took CPU time from both sides, so "
+        "these figures are not comparable with a quiet run"
     ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from concurrent.futures import Future
+from typing import TypeVar
 
 from PySide6.QtCore import QEvent, QTimer
 from PySide6.QtGui import QKeySequence
@@ -30,9 +31,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.i18n import language_names
-from app.gui.settings import UI_LANGUAGES, GuiSettings, gui_default_threads
+from app.gui.settings import AUTO_GPU_LAYERS, UI_LANGUAGES, GuiSettings, gui_default_threads
+from app.gui.widgets.labelled_spin import LabelledSpinBox
 from model_io.backends import BackendReport, detect_in_background
-from model_io.settings import MAX_CONTEXT, MIN_CONTEXT
+from model_io.settings import AUTO_CONTEXT, DEFAULT_CONTEXT, MAX_CONTEXT
+
+_Spin = TypeVar("_Spin", bound=QSpinBox)
 
 
 class SettingsDialog(QDialog):
@@ -59,8 +63,8 @@ class SettingsDialog(QDialog):
         self.talk_shortcut = QKeySequenceEdit(QKeySequence(settings.talk_shortcut), self)
         self.talk_shortcut.setMaximumSequenceLength(1)
         self.threads = self._spin(0, 256, settings.threads)
-        self.context = self._spin(MIN_CONTEXT, MAX_CONTEXT, settings.context, step=512)
-        self.gpu_layers = self._spin(-1, 999, settings.gpu_layers)
+        self.context = self._range(LabelledSpinBox(self), AUTO_CONTEXT, MAX_CONTEXT, settings.context, 512)
+        self.gpu_layers = self._range(LabelledSpinBox(self), AUTO_GPU_LAYERS, 999, settings.gpu_layers)
         self.temperature = self._double(0.0, 5.0, settings.temperature, step=0.05)
         self.top_k = self._spin(0, 1000, settings.top_k)
         self.top_p = self._double(0.01, 1.0, settings.top_p, step=0.01)
@@ -95,7 +99,10 @@ class SettingsDialog(QDialog):
             self.compute.setText(self.tr("detecting…"))
 
     def _spin(self, low: int, high: int, value: int, step: int = 1) -> QSpinBox:
-        spin = QSpinBox(self)
+        return self._range(QSpinBox(self), low, high, value, step)
+
+    @staticmethod
+    def _range(spin: _Spin, low: int, high: int, value: int, step: int = 1) -> _Spin:
         spin.setRange(low, high)
         spin.setSingleStep(step)
         spin.setValue(value)
@@ -214,8 +221,14 @@ class SettingsDialog(QDialog):
         self.browse_button.setAccessibleName(self.tr("Browse for a model file"))
         self.model_path.setAccessibleName(self.tr("Model file"))
         self.threads.setSpecialValueText(self.tr("automatic (%1)").replace("%1", str(gui_default_threads())))
-        self.gpu_layers.setSpecialValueText(self.tr("all"))
-        self.gpu_layers.setToolTip(self.tr("Layers to offload to the GPU; 0 runs on the CPU only"))
+        automatic = self.tr("automatic")
+        self.gpu_layers.set_labels({AUTO_GPU_LAYERS: automatic, -1: self.tr("all")})
+        self.gpu_layers.setToolTip(
+            self.tr("Layers to offload to the GPU; 0 runs on the CPU only; automatic: as many as fit")
+        )
+        self.context.set_labels({AUTO_CONTEXT: automatic})
+        fits = self.tr("automatic: the largest context that fits this computer's memory, at most %1 tokens")
+        self.context.setToolTip(fits.replace("%1", f"{DEFAULT_CONTEXT:,}"))
         self.seed.setSpecialValueText(self.tr("random"))
         self.temperature.setToolTip(self.tr("0 always picks the most likely token"))
         inner = self.talk_shortcut.findChild(QLineEdit)

@@ -948,12 +948,20 @@
         <translation>automático (%1)</translation>
     </message>
     <message>
+        <source>automatic</source>
+        <translation>automático</translation>
+    </message>
+    <message>
         <source>all</source>
         <translation>todas</translation>
     </message>
     <message>
-        <source>Layers to offload to the GPU; 0 runs on the CPU only</source>
-        <translation>Capas que se pasan a la GPU; 0 usa solo la CPU</translation>
+        <source>Layers to offload to the GPU; 0 runs on the CPU only; automatic: as many as fit</source>
+        <translation>Capas que se pasan a la GPU; 0 usa solo la CPU; automático: tantas como quepan</translation>
+    </message>
+    <message>
+        <source>automatic: the largest context that fits this computer&apos;s memory, at most %1 tokens</source>
+        <translation>automático: el mayor contexto que cabe en la memoria de este equipo, como máximo %1 tokens</translation>
     </message>
     <message>
         <source>random</source>
