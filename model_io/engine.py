@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from model_io.errors import EngineFailure, GemmaDeskError, InputError, ModelError
 from model_io.events import (
     AudioStreamFeed,
@@ -157,7 +159,7 @@ class Engine:
                         self._session.reset()
                     continue
                 if isinstance(command, AudioStreamFeed):
-                    self._stream_audio(command)
+                    self._stream_audio(self._with_waiting_pieces(command))
                     continue
                 if isinstance(command, _ReleaseTowers):
                     self._release_towers()
@@ -286,6 +288,27 @@ class Engine:
             log.info("audio stream %s dropped (%s); the clip will be encoded when sent", feed.request_id, exc)
         except Exception:  # a bug: never let it take the engine down, the one-shot path still works
             log.exception("audio stream %s failed", feed.request_id)
+
+    def _with_waiting_pieces(self, feed: AudioStreamFeed) -> AudioStreamFeed:
+        """``feed`` joined with the pieces of the same clip queued right behind it.
+
+        A block step of the tower takes every frame waiting, so after a slow step one larger
+        step catches up; fed one piece at a time, the queued pieces would instead make a
+        string of minimum-size steps, each paying a full pass over the weights, and the
+        stream would fall further behind the speaker (measured: 0.7 s per 0.48 s step on
+        2 cores, 2.6 s left at release of a 5 s clip).
+        """
+        pieces = [feed]
+        while not pieces[-1].final and not pieces[-1].discard:
+            with self._commands.mutex:  # this thread is the only consumer: the head stays put
+                head = self._commands.queue[0] if self._commands.queue else None
+            if not (isinstance(head, AudioStreamFeed) and head.request_id == feed.request_id) or head.discard:
+                break
+            pieces.append(self._commands.get_nowait())  # type: ignore[arg-type]
+        if len(pieces) == 1:
+            return feed
+        samples = np.concatenate([np.asarray(piece.samples) for piece in pieces])
+        return AudioStreamFeed(feed.request_id, samples, final=pieces[-1].final)
 
     def _tower_state(self) -> tuple[MediaKind, ...]:
         """Which towers hold weights now (an audio encoder reads its weights on first encode)."""

@@ -249,7 +249,7 @@ MODEL_KEYS = {
     "name", "path", "file_bytes", "prefill_tokens", "short_turn_tokens", "decode_tokens", "app", "baseline",
     "ratios", "roofline", "targets", "notes",
 }  # fmt: skip
-MEDIA_KEYS = {"model", "image_encode", "audio_rtf", "push_to_talk", "load_average", "notes"}
+MEDIA_KEYS = {"model", "image_encode", "audio_rtf", "push_to_talk", "memory_stages", "load_average", "notes"}
 MACHINE_KEYS = {
     "cpu", "logical_cpus", "cpu_features", "ram_gib", "os", "python", "llama_cpp_python", "llama_cpp_backend",
     "gpu_offload", "numpy", "blas", "threads", "load_average_start", "started",
@@ -337,6 +337,22 @@ def test_bench_media_figures(quick_run: dict[str, Any]) -> None:
     assert ptt["clip_s"] == 2.0
     assert 0 < ptt["request_start_to_first_token_s"]["median"] <= ptt["release_to_first_token_s"]["median"]
     assert not media["notes"], media["notes"]  # the engine found the streamed clip's rows ready
+
+
+@pytest.mark.slow
+def test_bench_memory_stages_follow_the_towers(quick_run: dict[str, Any]) -> None:
+    stages = quick_run["report"]["media"]["memory_stages"]
+    names = [stage["stage"] for stage in stages]
+    assert names == [
+        "loaded (text model only)", "text answer", "vision tower loaded (image question)",
+        "audio tower loaded (audio question)", "towers released",
+    ]  # fmt: skip
+    held = [(stage["parts_mib"]["vision"] > 0, stage["parts_mib"]["audio"] > 0) for stage in stages]
+    assert held == [(False, False), (False, False), (True, False), (True, True), (False, False)]
+    for stage in stages:
+        assert stage["rss_mib"] > 0 and stage["peak_mib"] >= stage["rss_mib"] * 0.9
+        assert stage["parts_mib"]["per-layer embeddings"] <= stage["ple_mapped_mib"]  # mapped, not resident
+    assert "memory, towers released: RSS" in quick_run["stdout"]
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from engine_helpers import CountingAudio
 
+from model_io.audio import AudioEncoder
 from model_io.engine import Engine, EventQueue
 from model_io.events import AudioStreamFeed, ChatRequest, Done, EngineError, LoadRequest, ModelLoaded, Stats
 from model_io.media import MediaInput
+from model_io.native import NativeModel
 from model_io.prompt import ChatMessage
 from model_io.settings import LoadSettings, SamplingSettings
 
@@ -92,6 +96,55 @@ def test_streamed_and_one_shot_clips_give_the_same_answer(tiny_model: Path, proj
         assert isinstance(one_shot, Done) and isinstance(streamed, Done)
         assert streamed.text == one_shot.text
     finally:
+        engine.close()
+
+
+class GatedAudio(CountingAudio):
+    """Records the encoder's stream calls; the first one waits for ``gate``, as a slow block step would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, int, bool, bool]] = []
+        self.gate = threading.Event()
+
+    def __call__(self, path: Path, model: NativeModel) -> AudioEncoder:
+        encoder = super().__call__(path, model)
+        real = encoder.feed_stream
+
+        def recorded(stream_id: int, samples: np.ndarray, *, final: bool, discard: bool = False) -> None:
+            self.calls.append((stream_id, len(samples), final, discard))
+            if len(self.calls) == 1:
+                self.gate.wait(30)
+            real(stream_id, samples, final=final, discard=discard)
+
+        encoder.feed_stream = recorded  # type: ignore[method-assign]
+        return encoder
+
+
+def test_pieces_waiting_behind_a_slow_step_are_encoded_in_one_step(tiny_model: Path, projector: Path) -> None:
+    audio = GatedAudio()
+    engine, events = start(tiny_model, projector, audio)
+    try:
+        wave = hum(2.0)
+        pieces = [wave[i : i + 1600] for i in range(0, len(wave), 1600)]
+        engine.feed_audio(AudioStreamFeed(5, pieces[0]))
+        deadline = time.monotonic() + 30
+        while not audio.calls and time.monotonic() < deadline:  # the engine thread is inside the first step
+            time.sleep(0.01)
+        for piece in pieces[1:]:
+            engine.feed_audio(AudioStreamFeed(5, piece))
+        engine.feed_audio(AudioStreamFeed(5, np.zeros(0, np.float32), final=True))
+        engine.feed_audio(AudioStreamFeed(6, hum(0.3)))  # the next clip: never merged into this one
+        engine.feed_audio(AudioStreamFeed(6, hum(0.3), discard=True))
+        audio.gate.set()
+        _, done = ask(engine, events, MediaInput("audio", wave))
+        assert isinstance(done, Done), done
+        rest = len(wave) - len(pieces[0])
+        assert audio.calls == [(5, 1600, False, False), (5, rest, True, False), (6, 4800, False, False),
+                               (6, 4800, False, True)]  # fmt: skip
+        assert audio.one_shot == 0, "the merged pieces did not make up the clip that was sent"
+    finally:
+        audio.gate.set()
         engine.close()
 
 

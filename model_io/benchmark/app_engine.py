@@ -25,6 +25,7 @@ from model_io.events import (
     EngineError,
     EngineEvent,
     LoadRequest,
+    MemoryUsage,
     ModelLoaded,
     ResponseStats,
     Stats,
@@ -145,8 +146,9 @@ class EngineDriver:
         tower_factories: Mapping[MediaKind, EncoderFactory] | None = None,
     ) -> None:
         self._events: queue.Queue[tuple[float, EngineEvent]] = queue.Queue()
+        self.memory: list[MemoryUsage] = []  # every MemoryUsage the engine sent, in order
         self.engine = Engine(
-            lambda event: self._events.put((time.perf_counter(), event)),
+            self._collect,
             tower_factories=dict(tower_factories) if tower_factories else None,
             tower_idle_seconds=None,  # a benchmark must not lose its towers between rounds
         )
@@ -160,6 +162,23 @@ class EngineDriver:
             self.engine.close()
             raise
         self.info = loaded.info
+
+    def _collect(self, event: EngineEvent) -> None:
+        if isinstance(event, MemoryUsage):
+            self.memory.append(event)
+        self._events.put((time.perf_counter(), event))
+
+    def release_towers(self, timeout: float = 60.0) -> MemoryUsage:
+        """Unload the vision and audio towers now; the engine's report of what is left."""
+        seen = len(self.memory)
+        self.engine.release_towers()
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            fresh = [m for m in self.memory[seen:] if m.request_id == 0]
+            if fresh:
+                return fresh[-1]
+            time.sleep(0.01)
+        raise EngineFailure(f"the engine did not report its memory within {timeout:.0f} s of a release")
 
     def _load(self, request: LoadRequest) -> ModelLoaded:
         self.engine.load(request)

@@ -33,6 +33,7 @@ from model_io.audio import AudioEncoder, decode_audio, spec
 from model_io.benchmark.app_engine import EngineDriver
 from model_io.benchmark.llama_bench import ToolFailedError
 from model_io.benchmark.machine import load_average, run_measured
+from model_io.benchmark.memory_stages import measure_memory_stages
 from model_io.events import AudioStreamFeed, new_request_id
 from model_io.images import load_image
 from model_io.media import MediaInput, MediaKind
@@ -65,6 +66,7 @@ class MediaResult:
     image_mtmd_peak_rss: int | None = None
     audio_rtf: dict[str, dict[str, Any]] = field(default_factory=dict)
     push_to_talk: dict[str, Any] = field(default_factory=dict)
+    memory_stages: list[dict[str, Any]] = field(default_factory=list)
     load_average: list[tuple[float, float, float] | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -125,25 +127,40 @@ def measure_media(
 ) -> MediaResult:
     """Image encode, audio RTF and push-to-talk latency on one text model + projector."""
     result = MediaResult()
+    with tempfile.TemporaryDirectory(prefix="gemma-desk-bench-") as tmp:
+        image = write_test_image(Path(tmp) / "photo.png")
+        clip = speech_like_clip(plan.ptt_seconds, seed=1)
+        # first, while nothing else in the process holds large buffers: RSS is the process's
+        result.memory_stages = measure_memory_stages(text_model, mmproj, load, image, clip, progress)
+        _encode_media(text_model, mmproj, load, plan, mtmd_cli, result, progress, image, clip)
+    return result
+
+
+def _encode_media(
+    text_model: Path,
+    mmproj: Path,
+    load: LoadSettings,
+    plan: MediaPlan,
+    mtmd_cli: Path | None,
+    result: MediaResult,
+    progress: Progress,
+    image: Path,
+    clip: np.ndarray,
+) -> None:
     audio = AudioEncoder(mmproj, None)
     audio.tower.load()
-    with (
-        tempfile.TemporaryDirectory(prefix="gemma-desk-bench-") as tmp,
-        EngineDriver(
-            text_model, load, mmproj=mmproj, tower_factories=media_factories(audio, load.threads)
-        ) as driver,
-    ):
-        image = write_test_image(Path(tmp) / "photo.png")
+    with EngineDriver(
+        text_model, load, mmproj=mmproj, tower_factories=media_factories(audio, load.threads)
+    ) as driver:
         _image_rounds(driver, text_model, mmproj, image, load.threads, plan, mtmd_cli, result, progress)
         for seconds in plan.audio_seconds:
             result.audio_rtf[f"{seconds:g}s"] = audio_rtf(audio, seconds, plan.audio_runs)
             progress(f"audio tower {seconds:g} s clip: " + _rtf_text(result.audio_rtf[f"{seconds:g}s"]))
-        clip_path = Path(tmp) / "clip.wav"
-        _write_wav(clip_path, speech_like_clip(plan.ptt_seconds, seed=1))
+        clip_path = image.parent / "clip.wav"
+        _write_wav(clip_path, clip)
         result.push_to_talk = push_to_talk(driver, clip_path, plan, result.notes)
         progress("push-to-talk: " + _ptt_text(result.push_to_talk))
     audio.release()
-    return result
 
 
 def _image_rounds(

@@ -14,6 +14,7 @@ import statistics
 from typing import Any
 
 from model_io.benchmark.media_bench import MediaResult
+from model_io.benchmark.memory_stages import stage_text
 from model_io.benchmark.roofline import Bandwidth, decode_traffic
 from model_io.benchmark.text_bench import SideSamples, TextResult, summarize
 from model_io.gguf_check import validate_gguf
@@ -129,6 +130,7 @@ def media_report(media: MediaResult, label: str) -> dict[str, Any]:
         "image_encode": image,
         "audio_rtf": media.audio_rtf,
         "push_to_talk": media.push_to_talk,
+        "memory_stages": media.memory_stages,
         "load_average": [list(x) if x else None for x in media.load_average],
         "notes": list(media.notes),
     }
@@ -238,6 +240,7 @@ def _media_lines(media: dict[str, Any]) -> list[str]:
             f"{ptt['request_start_to_first_token_s']['median']:.3f} s); not streamed "
             f"{ptt['not_streamed_release_to_first_token_s']['median']:.3f} s"
         )
+    lines += [f"  memory, {stage_text(stage)}" for stage in media["memory_stages"]]
     lines += [f"  note: {note}" for note in media["notes"]]
     return lines
 
