@@ -55,8 +55,8 @@ def measure_memory_stages(
             driver.run((ChatMessage("user", parts),), sampling, max_tokens=8)
             stages.append(_stage(name, driver))
             progress(f"memory: {stage_text(stages[-1])}")
-        reset_peak_rss()
         driver.release_towers()
+        reset_peak_rss()  # the peak of this stage starts after the release, not at the towers' high
         stages.append(_stage("towers released", driver))
         progress(f"memory: {stage_text(stages[-1])}")
     return stages
