@@ -21,71 +21,59 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
 import shutil
-import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import Any, BinaryIO
 
 import httpx2
 from filelock import Timeout as LockTimeout  # huggingface_hub's own dependency
-from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
     HfHubHTTPError,
     OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
 )
-from huggingface_hub.utils import WeakFileLock, build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub.utils import WeakFileLock, get_session
 
 from model_io.catalog import FileSource
-from model_io.errors import GemmaDeskError, InputError, ModelError, ModelFileError
+from model_io.errors import InputError
+from model_io.hub_http import (  # the errors and progress type are this module's API too
+    TIMEOUT,
+    ChecksumMismatchError,
+    DigestAlgo,
+    DiskSpaceError,
+    DownloadCancelled,
+    DownloadError,
+    ProgressCallback,
+    ProgressMeter,
+    RetryableStatus,
+    abort_on_cancel,
+    auth_headers,
+    hub_endpoint,
+    hub_error,
+    new_hasher,
+    raise_for_status,
+)
+from model_io.hub_http import (
+    AccessDeniedError as AccessDeniedError,
+)
+from model_io.hub_http import (
+    DownloadProgress as DownloadProgress,
+)
 from model_io.paths import models_dir
-
-DigestAlgo = Literal["sha256", "git-sha1"]
-Phase = Literal["checking", "downloading"]
-ProgressCallback = Callable[["DownloadProgress"], None]
 
 PARTIAL_SUFFIX = ".partial"
 DISK_RESERVE = 64 << 20  # never fill a disk to the last byte
 RETRY_DELAY = 1.0  # seconds before the first resumed retry; doubles up to 8 s
 _BLOCK = 8 << 20
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-_TIMEOUT = httpx2.Timeout(30.0, connect=15.0)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class DownloadError(ModelError):
-    """The file could not be fetched or stored (network, server, disk); exit code 3."""
-
-
-class DiskSpaceError(DownloadError):
-    """Not enough free space for the file, before starting or when the disk filled up."""
-
-
-class ChecksumMismatchError(ModelFileError):
-    """The downloaded bytes do not match the hub's checksum; the file was deleted."""
-
-
-class AccessDeniedError(InputError):
-    """The hub refused the file: gated repo without an accepted licence, or a bad token."""
-
-
-class DownloadCancelled(GemmaDeskError):
-    """The caller's cancel event was set; the partial file is kept for a later resume."""
-
-    exit_code = 130
 
 
 @dataclass(frozen=True)
@@ -97,22 +85,6 @@ class RemoteFile:
     digest_algo: DigestAlgo
     digest: str
     commit: str | None
-
-
-@dataclass(frozen=True)
-class DownloadProgress:
-    """One report. ``downloading``: bytes on disk, including any kept from an earlier try;
-    ``checking``: bytes of a kept partial (or an existing file) hashed so far."""
-
-    phase: Phase
-    done: int
-    total: int
-    bytes_per_s: float
-    eta_s: float | None
-
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
 
 
 @dataclass(frozen=True)
@@ -145,11 +117,6 @@ class Receipt:
     digest: str
     size: int
     complete: bool
-
-
-def hub_endpoint(endpoint: str | None = None) -> str:
-    """The endpoint to use, read at call time (huggingface_hub reads HF_ENDPOINT only at import)."""
-    return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
 def partial_path(target: Path) -> Path:
@@ -215,7 +182,7 @@ def download_model(
     target = folder / source.local_name
     try:
         with WeakFileLock(folder / f".{source.local_name}.lock", timeout=1.0):
-            job = _Job(source, remote, target, _auth_headers(token, remote, endpoint), progress, cancel)
+            job = _Job(source, remote, target, auth_headers(token, remote.url, endpoint), progress, cancel)
             return job.run(max_retries, catalog_match)
     except LockTimeout:
         raise InputError(f"{target.name} is already being downloaded by another Gemma Desk process") from None
@@ -233,7 +200,7 @@ def resolve_remote(
             raise DownloadError(f"{source.label}: the hub did not report the file size")
         algo, digest = _expected_digest(meta.etag, meta.commit_hash, source, token, base)
     except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.TransportError) as exc:
-        raise _hub_error(exc, source, base, token) from None
+        raise hub_error(exc, source, base, token) from None
     return RemoteFile(meta.location, meta.size, algo, digest, meta.commit_hash)
 
 
@@ -256,54 +223,6 @@ def _expected_digest(
     raise DownloadError(
         f"{source.label}: the hub reported no checksum, so the download could not be verified"
     )
-
-
-def _hub_error(exc: Exception, source: FileSource, base: str, token: str | None) -> GemmaDeskError:
-    """One clear sentence per way the hub can say no."""
-    page = f"{base}/{source.repo}"
-    if isinstance(exc, OfflineModeIsEnabled):
-        return DownloadError("HF_HUB_OFFLINE is set, so nothing can be downloaded; unset it and try again")
-    if isinstance(exc, httpx2.TransportError):
-        return DownloadError(f"cannot reach {base} ({type(exc).__name__}: {exc}); check the connection")
-    if isinstance(exc, RevisionNotFoundError):
-        return InputError(f"{source.repo} has no revision {source.revision!r}; try --revision main")
-    if isinstance(exc, EntryNotFoundError):
-        return InputError(f"{source.repo} has no file {source.filename!r} (see {page}/tree/main)")
-    response = exc.response if isinstance(exc, HfHubHTTPError) else None
-    status = response.status_code if response is not None else None
-    if isinstance(exc, GatedRepoError) or status in (401, 403):
-        return AccessDeniedError(
-            _access_message(source, page, base, token, gated=isinstance(exc, GatedRepoError))
-        )
-    if isinstance(exc, RepositoryNotFoundError):
-        return InputError(f"no repository {source.repo} on {base} (check the name)")
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return DownloadError(f"{source.label}: the hub answered HTTP {status}: {detail}")
-
-
-def _access_message(source: FileSource, page: str, base: str, token: str | None, *, gated: bool) -> str:
-    what = "is gated" if gated else "needs an authorised account"
-    steps = f"open {page} while logged in and accept the licence"
-    if token:
-        return f"{source.repo} {what} and the hub refused this token: {steps} with the token's account"
-    return (
-        f"{source.repo} {what}: {steps}, then create a read token at {base}/settings/tokens "
-        "and pass --token TOKEN (or set HF_TOKEN)"
-    )
-
-
-def _auth_headers(token: str | None, remote: RemoteFile, endpoint: str | None) -> dict[str, str]:
-    """Hub headers; the token never goes to a CDN on another origin (the URL is signed)."""
-    headers = build_hf_headers(token=token)
-    headers["Accept-Encoding"] = "identity"
-    if _origin(remote.url) != _origin(hub_endpoint(endpoint)):
-        headers.pop("authorization", None)
-    return headers
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
 class _Job:
@@ -394,8 +313,8 @@ class _Job:
         return 0
 
     def _digest_of(self, path: Path) -> str:
-        hasher = _new_hasher(self.remote.digest_algo, self.remote.size)
-        meter = _Meter("checking", 0, path.stat().st_size, self.progress)
+        hasher = new_hasher(self.remote.digest_algo, self.remote.size)
+        meter = ProgressMeter("checking", 0, path.stat().st_size, self.progress)
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(_BLOCK), b""):
                 self._check_cancel()
@@ -407,14 +326,14 @@ class _Job:
         """Feed the kept bytes to the hasher so the final check covers the whole file."""
         if not partial.size:
             return
-        meter = _Meter("checking", 0, partial.size, self.progress)
+        meter = ProgressMeter("checking", 0, partial.size, self.progress)
         for block in partial.read_existing():
             self._check_cancel()
             meter.add(len(block))
         meter.finish()
 
     def _transfer_with_retries(self, partial: _PartialFile, max_retries: int) -> None:
-        meter = _Meter("downloading", partial.size, self.remote.size, self.progress)
+        meter = ProgressMeter("downloading", partial.size, self.remote.size, self.progress)
         attempt = 0
         while partial.size < self.remote.size:
             try:
@@ -424,7 +343,7 @@ class _Job:
                     f"{self.source.label}: the server refused the transfer ({exc.response.status_code}); "
                     f"{partial.size:,} bytes are kept in {self.partial.name}, download again to resume"
                 ) from None
-            except (httpx2.TransportError, _RetryableStatus) as exc:
+            except (httpx2.TransportError, RetryableStatus) as exc:
                 self._check_cancel()
                 attempt += 1
                 if attempt > max_retries:
@@ -436,17 +355,17 @@ class _Job:
                 self._sleep(min(RETRY_DELAY * 2.0 ** (attempt - 1), 8.0))
         meter.finish()
 
-    def _transfer(self, partial: _PartialFile, meter: _Meter) -> None:
+    def _transfer(self, partial: _PartialFile, meter: ProgressMeter) -> None:
         """One GET from the current end of the partial file; returns early if the server stops short."""
         headers = dict(self.headers)
         if partial.size:
             headers["Range"] = f"bytes={partial.size}-"
-        with get_session().stream("GET", self.remote.url, headers=headers, timeout=_TIMEOUT) as response:
-            _raise_for_status(response)
+        with get_session().stream("GET", self.remote.url, headers=headers, timeout=TIMEOUT) as response:
+            raise_for_status(response)
             if partial.size and response.status_code != 206:
                 partial.restart()  # the server ignored Range: start over rather than corrupt the file
                 meter.restart()
-            with _abort_on_cancel(response, self.cancel):
+            with abort_on_cancel(response, self.cancel):
                 for chunk in response.iter_bytes():
                     self._check_cancel()
                     partial.append(chunk)
@@ -485,24 +404,8 @@ class _Job:
         self._check_cancel()
 
 
-class _RetryableStatus(Exception):
-    """A 429 or 5xx answer: worth another resumed try."""
-
-
 class _Corrupt(Exception):
     """The bytes cannot be the hub's file; the job deletes them once the file is closed."""
-
-
-class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-    def hexdigest(self) -> str: ...
-
-
-def _raise_for_status(response: httpx2.Response) -> None:
-    if response.status_code == 429 or response.status_code >= 500:
-        raise _RetryableStatus(f"HTTP {response.status_code}")
-    hf_raise_for_status(response)
 
 
 class _PartialFile:
@@ -512,7 +415,7 @@ class _PartialFile:
         self.path, self.remote = path, remote
         self.handle: BinaryIO = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in __exit__
         self.size = self.handle.tell()
-        self.hasher = _new_hasher(remote.digest_algo, remote.size)
+        self.hasher = new_hasher(remote.digest_algo, remote.size)
 
     def __enter__(self) -> _PartialFile:
         return self
@@ -550,7 +453,7 @@ class _PartialFile:
         self.handle.truncate(0)
         self.handle.seek(0)
         self.size = 0
-        self.hasher = _new_hasher(self.remote.digest_algo, self.remote.size)
+        self.hasher = new_hasher(self.remote.digest_algo, self.remote.size)
 
     def hexdigest(self) -> str:
         return self.hasher.hexdigest()
@@ -565,89 +468,6 @@ def _write_all(handle: BinaryIO, data: bytes) -> None:
     while view:
         written = handle.write(view)
         view = view[written or 0 :]
-
-
-def _new_hasher(algo: DigestAlgo, size: int) -> _Hasher:
-    if algo == "sha256":
-        return hashlib.sha256()
-    hasher = hashlib.sha1(usedforsecurity=False)  # git's blob id: sha1 over "blob <size>\0" + content
-    hasher.update(b"blob %d\0" % size)
-    return hasher
-
-
-class _Meter:
-    """Turns byte counts into DownloadProgress: rate over a sliding window, at most 10 reports a second."""
-
-    def __init__(
-        self, phase: Phase, done: int, total: int, callback: ProgressCallback | None, window: float = 3.0
-    ) -> None:
-        self.phase, self.done, self.total, self.callback, self.window = phase, done, total, callback, window
-        self.restart(done)
-
-    def restart(self, done: int = 0) -> None:
-        self.done = done
-        now = time.monotonic()
-        self.samples: deque[tuple[float, int]] = deque([(now, done)])
-        self.last_report = 0.0
-
-    def add(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        self.samples.append((now, self.done))
-        while len(self.samples) > 2 and now - self.samples[1][0] > self.window:
-            self.samples.popleft()
-        if now - self.last_report >= 0.1:
-            self.last_report = now
-            self._report()
-
-    def finish(self) -> None:
-        self._report()
-
-    def rate(self) -> float:
-        (t0, d0), (t1, d1) = self.samples[0], self.samples[-1]
-        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
-
-    def _report(self) -> None:
-        if self.callback is None:
-            return
-        rate = self.rate()
-        remaining = max(0, self.total - self.done)
-        eta = 0.0 if remaining == 0 else (remaining / rate if rate > 0 else None)
-        self.callback(DownloadProgress(self.phase, self.done, self.total, rate, eta))
-
-
-@contextlib.contextmanager
-def _abort_on_cancel(response: httpx2.Response, cancel: threading.Event | None) -> Iterator[None]:
-    """Shut the socket down as soon as ``cancel`` is set, so even a stalled read returns at once."""
-    if cancel is None:
-        yield
-        return
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            if cancel.wait(0.05):
-                _shutdown(response)
-                return
-
-    watcher = threading.Thread(target=watch, name="download-cancel", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join()
-
-
-def _shutdown(response: httpx2.Response) -> None:
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    else:  # another transport: closing from this thread is the best we can do
-        with contextlib.suppress(Exception):
-            response.close()
 
 
 def _write_receipt(target: Path, receipt: Receipt) -> None:

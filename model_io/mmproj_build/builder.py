@@ -18,9 +18,9 @@ from pathlib import Path
 from filelock import Timeout as LockTimeout
 from huggingface_hub.utils import WeakFileLock
 
-from model_io.download import DownloadCancelled, DownloadProgress, _Meter
 from model_io.errors import GemmaDeskError, InputError, ModelFileError, UnsupportedModelError
 from model_io.gguf_check import validate_gguf
+from model_io.hub_http import DownloadCancelled, DownloadProgress, ProgressMeter
 from model_io.mmproj_build import BuildProgress, BuildResult, names
 from model_io.mmproj_build.checkpoint import (
     CONFIG_FILE,
@@ -218,13 +218,13 @@ def _piece(tensors: list[OutputTensor]) -> Piece:
     return Piece(tensors[0].source.shard, tensors[0].source.begin, tensors[-1].source.end, tuple(tensors))
 
 
-def _meter(stage: str, done: int, total: int, report: ProgressFn) -> _Meter:
+def _meter(stage: str, done: int, total: int, report: ProgressFn) -> ProgressMeter:
     """download.py's rate/ETA meter, reporting BuildProgress for ``stage``."""
 
     def relay(p: DownloadProgress) -> None:
         report(BuildProgress(stage, p.done, p.total, p.bytes_per_s, p.eta_s))
 
-    return _Meter("downloading", done, total, relay)
+    return ProgressMeter("downloading", done, total, relay)
 
 
 __all__ = ["PIECE_BYTES", "Piece", "coalesce", "read_plan", "run_build"]

@@ -5,9 +5,9 @@ each tensor's dtype, shape and byte range, so any tensor can be fetched alone.  
 checkpoints add ``model.safetensors.index.json`` (tensor name → shard file); only the shards
 holding a wanted tensor are touched, and of those only the header and the wanted ranges.
 
-Hub access reuses ``model_io.download``: ``resolve_remote`` (the file's CDN location, size,
-sha256 and commit, with the same one-sentence errors for gated repos, bad tokens, unknown
-repos and revisions) and its auth-header, retry-status, cancel and hashing helpers.  Every file
+Hub access reuses the downloader's ``resolve_remote`` (the file's CDN location, size, sha256 and
+commit, with the same one-sentence errors for gated repos, bad tokens, unknown repos and
+revisions) and :mod:`model_io.hub_http`'s auth-header, retry-status, cancel and hashing helpers.  Every file
 is resolved at the commit the listing returned, so a push during a build cannot mix versions.
 The CDN's signed URLs expire; a 401/403 from the CDN re-resolves the shard once and carries on.
 Range answers are refused unless they are a 206 with exactly the requested Content-Range and
@@ -30,21 +30,20 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from model_io.catalog import FileSource
-from model_io.download import (
-    _TIMEOUT,
+from model_io.download import RemoteFile, resolve_remote
+from model_io.errors import ModelFileError, UnsupportedModelError
+from model_io.hub_http import (
+    TIMEOUT,
     DownloadCancelled,
     DownloadError,
-    RemoteFile,
-    _abort_on_cancel,
-    _auth_headers,
-    _hub_error,
-    _new_hasher,
-    _raise_for_status,
-    _RetryableStatus,
+    RetryableStatus,
+    abort_on_cancel,
+    auth_headers,
     hub_endpoint,
-    resolve_remote,
+    hub_error,
+    new_hasher,
+    raise_for_status,
 )
-from model_io.errors import ModelFileError, UnsupportedModelError
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -104,7 +103,7 @@ class HubCheckpoint:
                 self.repo, revision=self.revision, token=self.token
             )
         except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.TransportError) as exc:
-            raise _hub_error(exc, self._source(CONFIG_FILE), self.endpoint, self.token) from None
+            raise hub_error(exc, self._source(CONFIG_FILE), self.endpoint, self.token) from None
         if info.sha:
             self.revision = info.sha
         return {sibling.rfilename for sibling in info.siblings or []}
@@ -113,7 +112,7 @@ class HubCheckpoint:
         """A small file, checked against the hub's size and checksum, decoded as JSON."""
         remote = self._remote(filename)
         data = self._get(remote, None)
-        hasher = _new_hasher(remote.digest_algo, remote.size)
+        hasher = new_hasher(remote.digest_algo, remote.size)
         hasher.update(data)
         if hasher.hexdigest() != remote.digest:
             raise ModelFileError(
@@ -178,7 +177,7 @@ class HubCheckpoint:
                     ) from None
                 self._refresh(shard)
                 refreshed = True
-            except (httpx2.TransportError, _RetryableStatus, _ShortBody) as exc:
+            except (httpx2.TransportError, RetryableStatus, _ShortBody) as exc:
                 self._check_cancel()
                 attempt = 1 if transfer.got > before else attempt + 1  # count only tries that got nothing
                 if attempt > self.max_retries:
@@ -216,12 +215,12 @@ class HubCheckpoint:
             self._remotes[filename] = fresh
 
     def _get(self, remote: RemoteFile, headers_extra: dict[str, str] | None) -> bytes:
-        headers = {**_auth_headers(self.token, remote, self.endpoint), **(headers_extra or {})}
+        headers = {**auth_headers(self.token, remote.url, self.endpoint), **(headers_extra or {})}
         try:
-            with _session().stream("GET", remote.url, headers=headers, timeout=_TIMEOUT) as response:
-                _raise_for_status(response)
+            with _session().stream("GET", remote.url, headers=headers, timeout=TIMEOUT) as response:
+                raise_for_status(response)
                 body = b"".join(response.iter_bytes())
-        except (httpx2.TransportError, _RetryableStatus) as exc:
+        except (httpx2.TransportError, RetryableStatus) as exc:
             raise DownloadError(
                 f"cannot fetch {remote.url.split('?')[0]} ({type(exc).__name__}: {exc})"
             ) from None
@@ -235,15 +234,15 @@ class HubCheckpoint:
     def _fetch_into(self, shard: str, transfer: _Transfer) -> None:
         remote = self._remote(shard)
         start, stop = transfer.position, transfer.begin + len(transfer.buffer)
-        headers = _auth_headers(self.token, remote, self.endpoint)
+        headers = auth_headers(self.token, remote.url, self.endpoint)
         headers["Range"] = f"bytes={start}-{stop - 1}"
         label = self._label(shard)
-        with _session().stream("GET", remote.url, headers=headers, timeout=_TIMEOUT) as response:
+        with _session().stream("GET", remote.url, headers=headers, timeout=TIMEOUT) as response:
             if response.status_code in (401, 403):
                 raise _Expired()
             _raise_for_range_status(response, label)
             _check_content_range(response, label, start, stop, remote.size)
-            with _abort_on_cancel(response, self.cancel):
+            with abort_on_cancel(response, self.cancel):
                 for chunk in response.iter_bytes():
                     self._check_cancel()
                     transfer.add(chunk, label)
@@ -306,7 +305,7 @@ def _raise_for_range_status(response: httpx2.Response, label: str) -> None:
     if response.status_code == 206:
         return
     if response.status_code == 429 or response.status_code >= 500:
-        raise _RetryableStatus(f"HTTP {response.status_code}")
+        raise RetryableStatus(f"HTTP {response.status_code}")
     if response.status_code == 200:
         raise ModelFileError(
             f"{label}: the server ignored the range request and began sending the whole file; refused"
