@@ -94,7 +94,8 @@ class FakeDialogs:
 
 def no_devices() -> Devices:
     """No real hardware in tests: no microphone, no camera (the tests that need them pass fakes)."""
-    from model_io.capture import FakeAudioBackend, Microphone
+    from model_io.capture import Microphone
+    from model_io.capture_fakes import FakeAudioBackend
 
     def microphone(device: str) -> Microphone:
         return Microphone(device or None, backend=FakeAudioBackend(devices=()))

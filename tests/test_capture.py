@@ -20,8 +20,6 @@ from pulse_support import PulseServer, pulse_missing, pulse_session
 from model_io.audio import decode_audio
 from model_io.capture import (
     SILENCE_DBFS,
-    FakeAudioBackend,
-    FakeMicrophoneStream,
     InputDevice,
     Microphone,
     SoundDeviceBackend,
@@ -29,6 +27,7 @@ from model_io.capture import (
     load_sounddevice,
     select_input_device,
 )
+from model_io.capture_fakes import FakeAudioBackend, FakeMicrophoneStream
 from model_io.errors import InputError
 
 RATE = 16_000

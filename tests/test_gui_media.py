@@ -25,7 +25,8 @@ from app.gui.devices import Devices
 from app.gui.main_window import MainWindow
 from app.gui.widgets.composer import Mode
 from model_io.camera import Camera, SourceSpec
-from model_io.capture import FakeAudioBackend, Microphone
+from model_io.capture import Microphone
+from model_io.capture_fakes import FakeAudioBackend
 from model_io.engine import Engine, EventSink
 from model_io.events import AudioStreamFeed, Stats
 from model_io.media import MediaInput

@@ -14,7 +14,8 @@ from pytestqt.qtbot import QtBot
 
 from app.gui.controllers import microphone_holder
 from app.gui.controllers.microphone_holder import MicrophoneHolder
-from model_io.capture import FakeAudioBackend, Microphone
+from model_io.capture import Microphone
+from model_io.capture_fakes import FakeAudioBackend
 from model_io.errors import InputError
 
 TONE = (0.3 * np.sin(np.arange(16_000) * 2 * np.pi * 300 / 16_000)).astype(np.float32)

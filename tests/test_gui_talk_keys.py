@@ -21,7 +21,8 @@ from pytestqt.qtbot import QtBot
 from app.gui.controllers.voice import KEY_RELEASE_GRACE_MS
 from app.gui.devices import Devices
 from app.gui.main_window import MainWindow
-from model_io.capture import FakeAudioBackend, Microphone
+from model_io.capture import Microphone
+from model_io.capture_fakes import FakeAudioBackend
 
 TONE = (0.3 * np.sin(np.arange(16_000 * 2) * 2 * np.pi * 300 / 16_000)).astype(np.float32)
 CTRL = Qt.KeyboardModifier.ControlModifier

@@ -1,7 +1,8 @@
 """The hardware the window uses, injected: microphone and camera factories and their listings.
 
-The defaults open real devices (sounddevice, OpenCV); tests pass ``FakeAudioBackend`` microphones
-and a video file as the camera.  Every factory may raise :class:`InputError` with a user-facing message.
+The defaults open real devices (sounddevice, OpenCV); tests pass microphones over
+``model_io.capture_fakes.FakeAudioBackend`` and a video file as the camera.  Every factory may
+raise :class:`InputError` with a user-facing message.
 """
 
 from __future__ import annotations
