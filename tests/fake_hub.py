@@ -26,11 +26,22 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+def isolate_from_the_real_hub(monkeypatch: Any, home: Path) -> None:
+    """No real token, offline switch or HF cache, and quick retries: the test talks to a FakeHub only."""
+    from model_io import download
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(home / "hf-home"))
+    monkeypatch.setattr(download, "RETRY_DELAY", 0.01)
 
 
 def git_blob_id(data: bytes) -> str:

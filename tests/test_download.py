@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_hub import FakeHub
+from fake_hub import FakeHub, isolate_from_the_real_hub
 from gguf_fixtures import write_tiny_llama
 
 from model_io import download
@@ -46,11 +46,7 @@ def payload(size: int, seed: int = 0) -> bytes:
 
 @pytest.fixture(autouse=True)
 def hermetic_hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real token, no real endpoint, quick retries."""
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setattr(download, "RETRY_DELAY", 0.01)
+    isolate_from_the_real_hub(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import gui_support
 import numpy as np
 import pytest
 from conftest import TEST_CACHE
-from fake_hub import FakeHub
+from fake_hub import FakeHub, isolate_from_the_real_hub
 from pytestqt.qtbot import QtBot
 
 from app.gui.conversation import Message
@@ -132,9 +132,7 @@ def _no_model_left(folder: Path) -> None:
 
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setattr(download, "RETRY_DELAY", 0.01)
+    isolate_from_the_real_hub(monkeypatch, tmp_path)
     with FakeHub(lifetime=120) as fake:
         yield fake
 

@@ -17,7 +17,7 @@ import gui_support
 import hf_checkpoint
 import numpy as np
 import pytest
-from fake_hub import FakeHub
+from fake_hub import FakeHub, isolate_from_the_real_hub
 from gguf_fixtures import truncated_copy, write_gguf, write_tiny_clip
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -45,7 +45,6 @@ from app.gui.models_state import (
 )
 from app.gui.settings import AppSettings
 from app.gui.widgets.status_panel import human_bytes
-from model_io import download
 from model_io.catalog import CATALOG, CatalogEntry, find_entry
 from model_io.discovery import SearchRoots, user_folders
 from model_io.download import partial_path, read_receipt
@@ -128,11 +127,7 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(autouse=True)
 def hermetic_hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real token or endpoint, quick retries."""
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setattr(download, "RETRY_DELAY", 0.01)
+    isolate_from_the_real_hub(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from fake_hub import FakeHub, Request
+from fake_hub import FakeHub, Request, isolate_from_the_real_hub
 from gguf import GGMLQuantizationType
 from hf_checkpoint import TEXT_ONLY_SHARD, Checkpoint, bf16_to_f32, make_checkpoint, synthetic_projector
 
@@ -56,9 +56,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No real token or endpoint, quick retries, small pieces (so one tower needs several requests)."""
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    isolate_from_the_real_hub(monkeypatch, tmp_path)
     monkeypatch.setattr(checkpoint, "RETRY_DELAY", 0.01)
     monkeypatch.setattr(builder, "PIECE_BYTES", 64 << 10)
 
