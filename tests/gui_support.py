@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.gui import qt_fixes
@@ -140,12 +140,18 @@ class GuiHarness:
             engine_factory=engine_factory,
             devices=devices or no_devices(),
         )
+        return self.show(window, ready=model is not None)
+
+    def show(
+        self, window: MainWindow, size: tuple[int, int] = (1000, 680), *, ready: bool = False
+    ) -> MainWindow:
+        """Show and start a window this harness will close; ``ready``: wait until its model loaded."""
         self.windows.append(window)
-        window.resize(1000, 680)
+        window.resize(*size)
         window.show()
         self.qtbot.waitExposed(window)
         window.start()
-        if model is not None:
+        if ready:
             self.wait_ready(window)
         return window
 
@@ -180,3 +186,21 @@ def screenshot(widget: QWidget, name: str) -> Path:
     path = artifacts_dir() / f"{name}.png"
     assert widget.grab().save(str(path)), path
     return path
+
+
+def activate(qtbot: QtBot, window: QWidget) -> None:
+    """Focus, mnemonics and window-context shortcuts work only in the active window."""
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+
+
+def tab_walk(qtbot: QtBot, start: QWidget, presses: int) -> list[QWidget]:
+    """The widgets that hold the focus, from ``start``, over ``presses`` presses of Tab."""
+    start.setFocus()
+    visited: list[QWidget] = []
+    for _ in range(presses):
+        focused = QApplication.focusWidget()
+        assert focused is not None
+        visited.append(focused)
+        qtbot.keyClick(focused, Qt.Key.Key_Tab)
+    return visited

@@ -96,20 +96,7 @@ def open_window(
         (dialogs or gui_support.FakeDialogs()).dialogs(), choose_folder=lambda: folder
     )
     window = MainWindow(app_settings, dialogs=answers, devices=gui_support.no_devices(), model_library=config)
-    gui.windows.append(window)
-    window.resize(1100, 820)
-    window.show()
-    gui.qtbot.waitExposed(window)
-    window.start()
-    if model is not None:
-        gui.wait_ready(window)
-    return window
-
-
-def activate(qtbot: QtBot, window: MainWindow) -> None:
-    """Focus and mnemonics work only in the active window."""
-    window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+    return gui.show(window, (1100, 820), ready=model is not None)
 
 
 def job_of(window: MainWindow, target: Path) -> Job | None:
@@ -254,7 +241,7 @@ def test_manager_is_reachable_later_and_leads_back(gui: gui_support.GuiHarness, 
     window.commands.manage_models.trigger()
     page = window.model_manager
     assert window.pages.currentWidget() is page and page.back_button.isVisible()
-    activate(gui.qtbot, window)
+    gui_support.activate(gui.qtbot, window)
     assert "Gemma 3n synthetic tiny" in page.projector.text.text()  # the loaded model, text only
     gui.qtbot.keyClick(page.back_button, Qt.Key.Key_B, Qt.KeyboardModifier.AltModifier)  # a mnemonic
     gui.qtbot.waitUntil(lambda: window.pages.currentWidget() is window.conversation_view)  # animated click
@@ -362,7 +349,7 @@ def test_gated_download_asks_for_a_token_and_keeps_it(
     text = entry("gated", "google/gated-GGUF", "gated.gguf", 1000, mmproj="gated-mmproj")
     projector = entry("gated-mmproj", "google/gated-GGUF", "mmproj-gated.gguf", len(clip), role="mmproj")
     window = open_window(gui, library_config(hub, [text, projector]))
-    activate(gui.qtbot, window)
+    gui_support.activate(gui.qtbot, window)
     page = window.model_manager
     target = models_dir() / "mmproj-gated.gguf"
     click(gui.qtbot, page.projector.action_button)
@@ -503,14 +490,8 @@ def test_projector_is_built_from_the_checkpoint_while_chatting(
 def test_manager_is_keyboard_navigable_and_every_control_is_named(gui: gui_support.GuiHarness) -> None:
     window = open_window(gui, library_config(None, None))
     page = window.model_manager
-    activate(gui.qtbot, window)
-    page.catalog.tree.setFocus()
-    visited: list[QWidget] = []
-    for _ in range(25):
-        focused = QApplication.focusWidget()
-        assert focused is not None
-        visited.append(focused)
-        gui.qtbot.keyClick(focused, Qt.Key.Key_Tab)
+    gui_support.activate(gui.qtbot, window)
+    visited = gui_support.tab_walk(gui.qtbot, page.catalog.tree, 25)
     order = [page.catalog.tree, page.catalog.action_button, page.projector.action_button, page.token.field]
     order += [page.token.save_button, page.local.tree, page.local.import_button, page.local.add_folder_button]
     positions = [visited.index(widget) for widget in order]

@@ -34,7 +34,6 @@ from app.gui import i18n, theme
 from app.gui.conversation import Message
 from app.gui.history.store import HistoryStore
 from app.gui.i18n import build
-from app.gui.main_window import MainWindow
 from app.gui.resources import icon_path
 from app.gui.widgets.composer import Mode
 from model_io.engine import Engine
@@ -58,12 +57,6 @@ def gui(qtbot: QtBot) -> Iterator[gui_support.GuiHarness]:
     harness = gui_support.GuiHarness(qtbot)
     yield harness
     harness.close_all()
-
-
-def activate(qtbot: QtBot, window: MainWindow) -> None:
-    """Shortcuts with window context fire only in the active window."""
-    window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
 
 
 def test_first_run_explains_how_to_get_a_model(gui: gui_support.GuiHarness) -> None:
@@ -148,7 +141,7 @@ def test_the_only_model_in_the_models_folder_is_found(gui: gui_support.GuiHarnes
 
 def test_keyboard_shortcuts(gui: gui_support.GuiHarness, tiny_model: Path) -> None:
     window = gui.open(tiny_model, max_tokens=4000)
-    activate(gui.qtbot, window)
+    gui_support.activate(gui.qtbot, window)
     window.sidebar.search.setFocus()
     gui.qtbot.keyClick(window.sidebar.search, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
     assert window.composer.editor.hasFocus()
@@ -176,14 +169,8 @@ def test_tab_reaches_every_control_in_order(gui: gui_support.GuiHarness, tiny_mo
     window = gui.open(tiny_model)
     gui.send(window, "Hi")
     gui.wait_answer(window)
-    activate(gui.qtbot, window)
-    window.sidebar.new_button.setFocus()
-    visited: list[QWidget] = []
-    for _ in range(30):
-        focused = QApplication.focusWidget()
-        assert focused is not None
-        visited.append(focused)
-        gui.qtbot.keyClick(focused, Qt.Key.Key_Tab)
+    gui_support.activate(gui.qtbot, window)
+    visited = gui_support.tab_walk(gui.qtbot, window.sidebar.new_button, 30)
     order = [window.sidebar.new_button, window.sidebar.search, window.sidebar.list, window.composer.editor]
     order += [window.composer.mode_box, window.composer.send_button]
     positions = [visited.index(widget) for widget in order]
